@@ -1,0 +1,336 @@
+//! Settings, read from the environment under the names the original tool used.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration;
+
+/// The wait before the second, cache-busting patch when `CACHE_BUSTER_WAIT_INTERVAL` is unset
+/// or unreadable (the original tool's default).
+pub const DEFAULT_CACHE_BUSTER_WAIT: Duration = Duration::from_secs(2);
+pub const DEFAULT_HTTP_PORT: u16 = 8000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    pub basic_auth_user: String,
+    pub basic_auth_password: String,
+    /// `Some(wait)` when the cache buster is enabled.
+    pub cache_buster: Option<Duration>,
+    pub http_port: u16,
+    /// Namespaces to watch; empty means the whole cluster.
+    pub watch_namespaces: Vec<String>,
+    pub log_format: LogFormat,
+    /// The service's own namespace, used when listing across namespaces is forbidden.
+    pub pod_namespace: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("basic_auth_user", &self.basic_auth_user)
+            .field("basic_auth_password", &"<redacted>")
+            .field("cache_buster", &self.cache_buster)
+            .field("http_port", &self.http_port)
+            .field("watch_namespaces", &self.watch_namespaces)
+            .field("log_format", &self.log_format)
+            .field("pod_namespace", &self.pod_namespace)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} must be set: webhook callers authenticate with HTTP basic auth")]
+    MissingCredentials(&'static str),
+    #[error("{name}={value:?} is invalid: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("reading the environment: {0}")]
+    Environment(String),
+}
+
+/// Everything as text, so that each bad value gets an error naming its variable.
+/// (envy matches variable names case-insensitively, as lower-case field names.)
+#[derive(Deserialize, Default)]
+struct RawConfig {
+    basic_auth_user: Option<String>,
+    basic_auth_password: Option<String>,
+    enable_cache_buster: Option<String>,
+    cache_buster_wait_interval: Option<String>,
+    http_port: Option<String>,
+    watch_namespaces: Option<String>,
+    log_format: Option<String>,
+    pod_namespace: Option<String>,
+    max_body_bytes: Option<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<(Config, Vec<String>), ConfigError> {
+        // Variables that are not Unicode cannot be ours; skip them rather than panic.
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// Reads the settings from name/value pairs. Besides the config it returns warnings about
+    /// values that were replaced by a default, to be logged once logging is set up.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let raw: RawConfig =
+            envy::from_iter(vars).map_err(|e| ConfigError::Environment(e.to_string()))?;
+        let mut warnings = Vec::new();
+
+        let basic_auth_user = required(raw.basic_auth_user, "BASIC_AUTH_USER")?;
+        let basic_auth_password = required(raw.basic_auth_password, "BASIC_AUTH_PASSWORD")?;
+
+        let enabled = match raw.enable_cache_buster.as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
+                name: "ENABLE_CACHE_BUSTER",
+                value: value.to_owned(),
+                expected: "expected true or false".into(),
+            })?,
+        };
+        let wait = match raw.cache_buster_wait_interval.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_CACHE_BUSTER_WAIT,
+            Some(value) => duration::parse(value).unwrap_or_else(|e| {
+                warnings.push(format!(
+                    "CACHE_BUSTER_WAIT_INTERVAL: {e}; using {}",
+                    humantime::format_duration(DEFAULT_CACHE_BUSTER_WAIT)
+                ));
+                DEFAULT_CACHE_BUSTER_WAIT
+            }),
+        };
+
+        let http_port = match raw.http_port.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_HTTP_PORT,
+            Some(value) => value.parse::<u16>().map_err(|_| ConfigError::Invalid {
+                name: "HTTP_PORT",
+                value: value.to_owned(),
+                expected: "expected a port number from 0 to 65535".into(),
+            })?,
+        };
+
+        let watch_namespaces = raw
+            .watch_namespaces
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|ns| !ns.is_empty())
+            .map(|ns| {
+                if is_dns_label(ns) {
+                    Ok(ns.to_owned())
+                } else {
+                    Err(ConfigError::Invalid {
+                        name: "WATCH_NAMESPACES",
+                        value: ns.to_owned(),
+                        expected: "expected a comma-separated list of namespace names".into(),
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None | Some("") => LogFormat::Text,
+            Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(value) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    value: value.to_owned(),
+                    expected: "expected json or text".into(),
+                });
+            }
+        };
+
+        let max_body_bytes = match raw.max_body_bytes.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_MAX_BODY_BYTES,
+            Some(value) => value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "MAX_BODY_BYTES",
+                    value: value.to_owned(),
+                    expected: "expected a positive number of bytes".into(),
+                })?,
+        };
+
+        let pod_namespace = raw
+            .pod_namespace
+            .map(|ns| ns.trim().to_owned())
+            .filter(|ns| !ns.is_empty());
+
+        let config = Config {
+            basic_auth_user,
+            basic_auth_password,
+            cache_buster: enabled.then_some(wait),
+            http_port,
+            watch_namespaces,
+            log_format,
+            pod_namespace,
+            max_body_bytes,
+        };
+        Ok((config, warnings))
+    }
+}
+
+fn required(value: Option<String>, name: &'static str) -> Result<String, ConfigError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::MissingCredentials(name))
+}
+
+/// The spellings Go's `strconv.ParseBool` accepts, in any case.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Some(true),
+        "0" | "f" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
+        let base = [
+            ("BASIC_AUTH_USER", "hook"),
+            ("BASIC_AUTH_PASSWORD", "s3cret"),
+        ];
+        Config::from_vars(
+            base.iter()
+                .chain(pairs)
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let (config, warnings) = read(&[]).expect("valid");
+        assert!(warnings.is_empty());
+        assert_eq!(config.basic_auth_user, "hook");
+        assert_eq!(config.cache_buster, None);
+        assert_eq!(config.http_port, 8000);
+        assert!(config.watch_namespaces.is_empty());
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn credentials_are_required() {
+        let missing_both = Config::from_vars(Vec::new()).unwrap_err();
+        assert_eq!(
+            missing_both,
+            ConfigError::MissingCredentials("BASIC_AUTH_USER")
+        );
+        let empty_password = Config::from_vars(vec![
+            ("BASIC_AUTH_USER".to_string(), "u".to_string()),
+            ("BASIC_AUTH_PASSWORD".to_string(), String::new()),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            empty_password,
+            ConfigError::MissingCredentials("BASIC_AUTH_PASSWORD")
+        );
+        assert!(
+            empty_password
+                .to_string()
+                .contains("BASIC_AUTH_PASSWORD must be set")
+        );
+    }
+
+    #[test]
+    fn cache_buster_settings() {
+        let (config, _) = read(&[("ENABLE_CACHE_BUSTER", "true")]).unwrap();
+        assert_eq!(config.cache_buster, Some(Duration::from_secs(2)));
+        let (config, _) = read(&[
+            ("ENABLE_CACHE_BUSTER", "TRUE"),
+            ("CACHE_BUSTER_WAIT_INTERVAL", "1m30s"),
+        ])
+        .unwrap();
+        assert_eq!(config.cache_buster, Some(Duration::from_secs(90)));
+        let (config, _) = read(&[
+            ("ENABLE_CACHE_BUSTER", "false"),
+            ("CACHE_BUSTER_WAIT_INTERVAL", "5s"),
+        ])
+        .unwrap();
+        assert_eq!(config.cache_buster, None);
+    }
+
+    #[test]
+    fn invalid_wait_warns_and_uses_two_seconds() {
+        let (config, warnings) = read(&[
+            ("ENABLE_CACHE_BUSTER", "1"),
+            ("CACHE_BUSTER_WAIT_INTERVAL", "soon"),
+        ])
+        .unwrap();
+        assert_eq!(config.cache_buster, Some(Duration::from_secs(2)));
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("CACHE_BUSTER_WAIT_INTERVAL"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (name, value) in [
+            ("ENABLE_CACHE_BUSTER", "maybe"),
+            ("HTTP_PORT", "http"),
+            ("HTTP_PORT", "70000"),
+            ("LOG_FORMAT", "xml"),
+            ("WATCH_NAMESPACES", "team-a,Team_B"),
+            ("MAX_BODY_BYTES", "0"),
+        ] {
+            let err = read(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn namespaces_and_formats() {
+        let (config, _) = read(&[
+            ("WATCH_NAMESPACES", " team-a, ,team-b "),
+            ("LOG_FORMAT", "JSON"),
+            ("HTTP_PORT", "9000"),
+            ("POD_NAMESPACE", "eso-refresher"),
+        ])
+        .unwrap();
+        assert_eq!(config.watch_namespaces, ["team-a", "team-b"]);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.http_port, 9000);
+        assert_eq!(config.pod_namespace.as_deref(), Some("eso-refresher"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let (config, _) = read(&[]).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+}

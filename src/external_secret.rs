@@ -1,0 +1,388 @@
+//! What an ExternalSecret references, and whether a metadata change makes ESO re-sync it.
+//! Everything here runs when an object is indexed, never on a webhook's path.
+
+use std::fmt;
+use std::sync::Arc;
+
+use kube::api::DynamicObject;
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::duration::{self, DurationError};
+
+/// Namespace and name of an ExternalSecret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretId {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl SecretId {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        SecretId {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for SecretId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A remote key as the index compares it: provider paths are written with or without a
+/// leading slash ("/prod/db" and "prod/db" name the same Akeyless item).
+pub fn normalize_key(key: &str) -> &str {
+    key.trim_start_matches('/')
+}
+
+/// A `dataFrom[].find` selector: every secret under `path` whose name matches `regexp`.
+#[derive(Debug, Clone)]
+pub struct FindRule {
+    /// Normalized prefix; `None` matches any path.
+    pub path: Option<String>,
+    pub name: Option<Regex>,
+}
+
+impl FindRule {
+    /// `key` is normalized. The pattern is tried on the key with and without its leading slash
+    /// and on its last segment, since providers differ in which of these they match: a refresh
+    /// too many costs one re-sync, a refresh missed leaves a stale secret.
+    pub fn matches(&self, key: &str) -> bool {
+        if let Some(path) = &self.path
+            && !key.starts_with(path.as_str())
+        {
+            return false;
+        }
+        match &self.name {
+            None => true,
+            Some(pattern) => {
+                let last = key.rsplit('/').next().unwrap_or(key);
+                pattern.is_match(key)
+                    || pattern.is_match(last)
+                    || (pattern.as_str().contains('/') && pattern.is_match(&format!("/{key}")))
+            }
+        }
+    }
+}
+
+/// The part of an ExternalSecret the index keeps.
+#[derive(Debug, Clone)]
+pub struct IndexedSecret {
+    pub id: SecretId,
+    /// Normalized `data[].remoteRef.key` and `dataFrom[].extract.key`, without duplicates.
+    pub keys: Vec<String>,
+    pub finds: Vec<FindRule>,
+    /// Why ESO would ignore a metadata change, if it would.
+    pub not_refreshable: Option<String>,
+    /// The ClusterExternalSecret that controls this object and overwrites its annotations.
+    pub parent: Option<String>,
+    /// What could not be understood in the object (reported, never fatal).
+    pub problems: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    data: Option<Vec<DataEntry>>,
+    data_from: Option<Vec<DataFromEntry>>,
+    refresh_interval: Option<String>,
+    refresh_policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataEntry {
+    remote_ref: Option<RemoteRef>,
+}
+
+#[derive(Deserialize)]
+struct RemoteRef {
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DataFromEntry {
+    extract: Option<RemoteRef>,
+    find: Option<Find>,
+}
+
+#[derive(Deserialize)]
+struct Find {
+    path: Option<String>,
+    name: Option<FindName>,
+}
+
+#[derive(Deserialize)]
+struct FindName {
+    regexp: Option<String>,
+}
+
+impl IndexedSecret {
+    /// Reads an ExternalSecret. Only a missing name is an error; a spec that does not parse
+    /// yields an entry with no keys and a problem saying why.
+    pub fn from_object(object: &DynamicObject) -> Option<IndexedSecret> {
+        let name = object.metadata.name.as_deref()?;
+        let namespace = object.metadata.namespace.as_deref().unwrap_or("default");
+        let mut problems = Vec::new();
+        let spec = match object.data.get("spec") {
+            None => Spec::default(),
+            Some(value) => Spec::deserialize(value).unwrap_or_else(|e| {
+                problems.push(format!("spec is not a valid ExternalSecret spec: {e}"));
+                Spec::default()
+            }),
+        };
+        let parent = object
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|owner| {
+                owner.controller == Some(true)
+                    && owner.kind == "ClusterExternalSecret"
+                    && owner.api_version.starts_with("external-secrets.io/")
+            })
+            .map(|owner| owner.name.clone());
+        Some(Self::from_spec(
+            SecretId::new(namespace, name),
+            spec,
+            parent,
+            problems,
+        ))
+    }
+
+    fn from_spec(
+        id: SecretId,
+        spec: Spec,
+        parent: Option<String>,
+        mut problems: Vec<String>,
+    ) -> IndexedSecret {
+        let mut keys: Vec<String> = Vec::new();
+        let mut add_key = |key: Option<&str>| {
+            if let Some(key) = key.map(normalize_key).filter(|k| !k.is_empty())
+                && !keys.iter().any(|k| k == key)
+            {
+                keys.push(key.to_owned());
+            }
+        };
+        for entry in spec.data.iter().flatten() {
+            add_key(entry.remote_ref.as_ref().and_then(|r| r.key.as_deref()));
+        }
+        let mut finds = Vec::new();
+        for (i, entry) in spec.data_from.iter().flatten().enumerate() {
+            add_key(entry.extract.as_ref().and_then(|r| r.key.as_deref()));
+            let Some(find) = &entry.find else { continue };
+            let path = find
+                .path
+                .as_deref()
+                .map(normalize_key)
+                .filter(|p| !p.is_empty());
+            let pattern = find.name.as_ref().and_then(|n| n.regexp.as_deref());
+            let name = match pattern.map(Regex::new).transpose() {
+                Ok(name) => name,
+                Err(e) => {
+                    problems.push(format!("dataFrom[{i}].find.name.regexp is invalid: {e}"));
+                    continue;
+                }
+            };
+            if path.is_none() && name.is_none() {
+                problems.push(format!(
+                    "dataFrom[{i}].find selects by tags only: a change event cannot be matched to it"
+                ));
+                continue;
+            }
+            finds.push(FindRule {
+                path: path.map(str::to_owned),
+                name,
+            });
+        }
+        IndexedSecret {
+            id,
+            keys,
+            finds,
+            not_refreshable: not_refreshable(
+                spec.refresh_policy.as_deref(),
+                spec.refresh_interval.as_deref(),
+            ),
+            parent,
+            problems,
+        }
+    }
+
+    pub fn matches_find(&self, key: &str) -> bool {
+        self.finds.iter().any(|find| find.matches(key))
+    }
+}
+
+/// ESO re-syncs on a metadata change only when it refreshes at all: never for `CreatedOnce`,
+/// and not for a periodic refresh whose interval is zero (ESO treats "0s" as "sync once").
+/// An unset interval means ESO's default of one hour.
+fn not_refreshable(policy: Option<&str>, interval: Option<&str>) -> Option<String> {
+    match policy {
+        Some("CreatedOnce") => {
+            Some("refreshPolicy is CreatedOnce: ESO ignores metadata changes".to_owned())
+        }
+        Some("OnChange") => None,
+        _ => match interval.map(duration::parse) {
+            Some(Ok(d)) if d.is_zero() => Some(format!(
+                "refreshInterval is {}: ESO does not re-sync it",
+                interval.unwrap_or_default()
+            )),
+            Some(Err(DurationError::Negative(text))) => Some(format!(
+                "refreshInterval is {text}: ESO does not re-sync it"
+            )),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub fn object(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).expect("a valid object")
+    }
+
+    fn indexed(spec: serde_json::Value) -> IndexedSecret {
+        IndexedSecret::from_object(&object(json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"namespace": "team-a", "name": "db"},
+            "spec": spec,
+        })))
+        .expect("named")
+    }
+
+    #[test]
+    fn collects_remote_and_extract_keys_normalized_once() {
+        let secret = indexed(json!({
+            "data": [
+                {"secretKey": "a", "remoteRef": {"key": "/prod/db", "property": "user"}},
+                {"secretKey": "b", "remoteRef": {"key": "prod/db", "property": "password"}},
+                {"secretKey": "c", "sourceRef": {"generatorRef": {"kind": "Password", "name": "p"}}},
+            ],
+            "dataFrom": [{"extract": {"key": "/prod/api"}}],
+        }));
+        assert_eq!(secret.id, SecretId::new("team-a", "db"));
+        assert_eq!(secret.keys, ["prod/db", "prod/api"]);
+        assert!(secret.problems.is_empty());
+        assert!(secret.not_refreshable.is_none());
+    }
+
+    #[test]
+    fn find_rules_match_by_path_prefix_and_name() {
+        let secret = indexed(json!({"dataFrom": [
+            {"find": {"path": "/prod/payments"}},
+            {"find": {"name": {"regexp": "^db-.*"}}},
+            {"find": {"path": "staging", "name": {"regexp": "^staging/api"}}},
+        ]}));
+        assert_eq!(secret.finds.len(), 3);
+        assert!(secret.matches_find("prod/payments/key"));
+        assert!(
+            secret.matches_find("other/db-password"),
+            "last segment matches"
+        );
+        assert!(secret.matches_find("staging/api-key"));
+        assert!(!secret.matches_find("staging/web"));
+        assert!(!secret.matches_find("prod/other"));
+    }
+
+    #[test]
+    fn slash_anchored_pattern_matches_slashed_key() {
+        let secret = indexed(json!({"dataFrom": [{"find": {"name": {"regexp": "^/prod/.*"}}}]}));
+        assert!(secret.matches_find("prod/db"));
+        assert!(!secret.matches_find("dev/db"));
+    }
+
+    #[test]
+    fn invalid_regex_and_tag_only_find_are_problems_not_panics() {
+        let secret = indexed(json!({"dataFrom": [
+            {"find": {"name": {"regexp": "(unclosed"}}},
+            {"find": {"tags": {"team": "a"}}},
+            {"extract": {"key": "/still/indexed"}},
+        ]}));
+        assert!(secret.finds.is_empty());
+        assert_eq!(secret.keys, ["still/indexed"]);
+        assert_eq!(secret.problems.len(), 2, "{:?}", secret.problems);
+        assert!(secret.problems[0].contains("dataFrom[0].find.name.regexp is invalid"));
+        assert!(secret.problems[1].contains("tags only"));
+    }
+
+    #[test]
+    fn unparseable_spec_is_a_problem() {
+        let secret = indexed(json!({"data": "not a list"}));
+        assert!(secret.keys.is_empty());
+        assert!(secret.problems[0].starts_with("spec is not a valid"));
+    }
+
+    #[test]
+    fn refresh_rules_follow_eso() {
+        let reason = |spec| indexed(spec).not_refreshable;
+        assert!(
+            reason(json!({"refreshPolicy": "CreatedOnce"}))
+                .unwrap()
+                .contains("CreatedOnce")
+        );
+        assert!(
+            reason(json!({"refreshInterval": "0s"}))
+                .unwrap()
+                .contains("0s")
+        );
+        assert!(reason(json!({"refreshPolicy": "Periodic", "refreshInterval": "0"})).is_some());
+        assert!(reason(json!({"refreshInterval": "-1m"})).is_some());
+        assert!(reason(json!({"refreshPolicy": "OnChange", "refreshInterval": "0s"})).is_none());
+        assert!(
+            reason(json!({"refreshPolicy": "Periodic", "refreshInterval": "1h0m0s"})).is_none()
+        );
+        assert!(
+            reason(json!({})).is_none(),
+            "unset interval is ESO's default of 1h"
+        );
+    }
+
+    #[test]
+    fn controller_parent_is_a_cluster_external_secret() {
+        let owned = |controller: bool, kind: &str| {
+            IndexedSecret::from_object(&object(json!({
+                "apiVersion": "external-secrets.io/v1",
+                "kind": "ExternalSecret",
+                "metadata": {"namespace": "a", "name": "b", "ownerReferences": [{
+                    "apiVersion": "external-secrets.io/v1", "kind": kind, "name": "parent",
+                    "uid": "u-1", "controller": controller}]},
+            })))
+            .unwrap()
+            .parent
+        };
+        assert_eq!(
+            owned(true, "ClusterExternalSecret").as_deref(),
+            Some("parent")
+        );
+        assert_eq!(owned(false, "ClusterExternalSecret"), None);
+        assert_eq!(owned(true, "Deployment"), None);
+    }
+
+    #[test]
+    fn eso_example_manifests_are_indexed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eso/examples");
+        let read = |file: &str| {
+            let text = std::fs::read_to_string(format!("{dir}/{file}")).expect(file);
+            let objects = crate::manifests::parse_documents(&text).expect(file);
+            IndexedSecret::from_object(&objects[0]).expect("named")
+        };
+        assert_eq!(
+            read("akeyless-external-secret.yaml").keys,
+            ["db-username", "db-password"]
+        );
+        assert_eq!(
+            read("akeyless-external-secret-json.yaml").keys,
+            ["database-credentials"]
+        );
+        let finder = read("getallsecrets-find-by-name.yaml");
+        assert!(finder.matches_find("team/api-key"));
+        assert!(!finder.matches_find("team/password"));
+    }
+}

@@ -1,0 +1,65 @@
+//! Every error a route can answer with, mapped to its status once. Bodies are small JSON
+//! objects of one shape: `{"error": "<code>", "message": "<what is wrong>"}`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// Seconds a sender should wait before re-delivering after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the ExternalSecret cache is not synced yet; retry later")]
+    NotReady,
+    #[error("no route for this path")]
+    NotFound,
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::NotReady => "not_ready",
+            ApiError::NotFound => "not_found",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Basic realm="eso-refresher", charset="UTF-8""#,
+                ));
+            }
+            ApiError::NotReady => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+            }
+            _ => {}
+        }
+        response.json(json!({"error": self.code(), "message": self.to_string()}))
+    }
+}

@@ -1,0 +1,47 @@
+//! `POST /webhook`: authenticate, read the events, refresh what they concern.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use super::error::{ApiError, RETRY_AFTER_SECONDS};
+use crate::events::akeyless;
+
+/// Credentials are checked before the body is read, so an unauthenticated caller cannot
+/// make the server buffer anything. The Content-Type header is not insisted on.
+pub async fn receive(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.credentials.verify(&request)?;
+    let limit = state.max_body_bytes;
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })?
+        .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    let changes = akeyless::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let report = state
+        .refresher
+        .refresh(&changes)
+        .await
+        .map_err(|_| ApiError::NotReady)?;
+
+    tracing::info!(
+        events = report.events,
+        refreshed = report.refreshed.len(),
+        skipped = report.skipped.len(),
+        failed = report.failed.len(),
+        unmatched = report.unmatched.len(),
+        dry_run = report.dry_run,
+        "webhook handled"
+    );
+    if report.all_applied() {
+        Ok(HttpResponse::Ok().json(report))
+    } else {
+        Ok(HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS))
+            .json(report))
+    }
+}

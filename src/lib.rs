@@ -1,0 +1,43 @@
+//! eso-refresher: refreshes Kubernetes ExternalSecrets the moment a secret manager announces
+//! that a secret changed.
+//!
+//! A webhook's body is read into changed keys ([`events`]), looked up in an index of every
+//! ExternalSecret's remote keys ([`index`]) that a watch keeps current ([`cluster`]), and each
+//! match is refreshed by a merge patch of its annotations ([`patcher`]).
+
+pub mod app;
+pub mod cache_buster;
+pub mod cluster;
+pub mod config;
+pub mod duration;
+pub mod events;
+pub mod external_secret;
+pub mod http;
+pub mod index;
+pub mod manifests;
+pub mod patcher;
+pub mod plan;
+pub mod refresher;
+pub mod stamp;
+pub mod telemetry;
+
+/// Errors that stop the service from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(
+        "the API server does not serve external-secrets.io ExternalSecrets (v1 or v1beta1): is External Secrets Operator installed?"
+    )]
+    NotServed,
+    #[error("reading manifests: {0}")]
+    Manifests(String),
+    #[error("cannot listen on port {port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error(transparent)]
+    Io(std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

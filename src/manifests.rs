@@ -1,0 +1,98 @@
+//! ExternalSecrets read from manifest files, to try the service without a cluster.
+
+use std::path::Path;
+
+use kube::api::DynamicObject;
+
+use crate::Error;
+
+/// Every ExternalSecret in the `.yaml`, `.yml` and `.json` files of `dir` (not recursive).
+pub fn load_dir(dir: &Path) -> Result<Vec<DynamicObject>, Error> {
+    let failed = |e: String| Error::Manifests(format!("{}: {e}", dir.display()));
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| failed(e.to_string()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .extension()
+                    .and_then(|ext| ext.to_str())
+                    .is_some_and(|ext| matches!(ext, "yaml" | "yml" | "json"))
+        })
+        .collect();
+    paths.sort();
+    let mut objects = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Manifests(format!("{}: {e}", path.display())))?;
+        let documents = parse_documents(&text)
+            .map_err(|e| Error::Manifests(format!("{}: {e}", path.display())))?;
+        objects.extend(
+            documents
+                .into_iter()
+                .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ExternalSecret")),
+        );
+    }
+    Ok(objects)
+}
+
+/// Parses a multi-document YAML (or JSON) text into objects. Lines that are documentation
+/// template markers (`{% raw %}`), found in manifests copied from docs sites, are ignored.
+pub fn parse_documents(text: &str) -> Result<Vec<DynamicObject>, String> {
+    let cleaned: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("{%"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&cleaned).map_err(|e| e.to_string())?;
+    documents
+        .into_iter()
+        .filter(|document| !document.is_null())
+        .enumerate()
+        .map(|(i, document)| {
+            serde_json::from_value(document).map_err(|e| format!("document {}: {e}", i + 1))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_multi_document_yaml_with_doc_markers() {
+        let text = "{% raw %}\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: a\n---\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n{% endraw %}\n";
+        let objects = parse_documents(text).unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].metadata.name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn bad_yaml_is_an_error() {
+        assert!(parse_documents("kind: [unclosed").is_err());
+        assert!(
+            parse_documents("- just\n- a list\n")
+                .unwrap_err()
+                .contains("document 1")
+        );
+    }
+
+    #[test]
+    fn loads_only_external_secrets_from_the_examples() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/manifests");
+        let objects = load_dir(&dir).unwrap();
+        assert!(objects.len() >= 3, "{}", objects.len());
+        assert!(
+            objects
+                .iter()
+                .all(|o| o.types.as_ref().unwrap().kind == "ExternalSecret")
+        );
+    }
+
+    #[test]
+    fn missing_dir_is_an_error_naming_it() {
+        let err = load_dir(Path::new("/no/such/dir")).unwrap_err();
+        assert!(err.to_string().contains("/no/such/dir"));
+    }
+}

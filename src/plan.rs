@@ -1,0 +1,151 @@
+//! From changed keys and the index to what must be patched, and what must not and why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::events::SecretChange;
+use crate::external_secret::SecretId;
+use crate::index::RefreshIndex;
+
+/// An object whose annotations are patched to make ESO re-sync.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PatchTarget {
+    ExternalSecret(SecretId),
+    /// Patched instead of the ExternalSecrets it controls, which it would overwrite.
+    ClusterExternalSecret(Arc<str>),
+}
+
+impl fmt::Display for PatchTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatchTarget::ExternalSecret(id) => write!(f, "ExternalSecret {id}"),
+            PatchTarget::ClusterExternalSecret(name) => write!(f, "ClusterExternalSecret {name}"),
+        }
+    }
+}
+
+/// Why a target is patched: the keys that changed and the ExternalSecrets that use them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub keys: BTreeSet<String>,
+    pub via: BTreeSet<SecretId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: String,
+    pub keys: BTreeSet<String>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RefreshPlan {
+    /// Each target once, however many events name it.
+    pub targets: BTreeMap<PatchTarget, Cause>,
+    pub skipped: BTreeMap<SecretId, Skip>,
+    /// Changed keys that no ExternalSecret references.
+    pub unmatched: BTreeSet<String>,
+}
+
+impl RefreshPlan {
+    pub fn new(changes: &[SecretChange], index: &RefreshIndex) -> RefreshPlan {
+        let mut plan = RefreshPlan::default();
+        for change in changes {
+            let found = index.lookup(&change.key);
+            if found.is_empty() {
+                plan.unmatched.insert(change.key.clone());
+            }
+            for secret in found {
+                if let Some(reason) = &secret.not_refreshable {
+                    plan.skipped
+                        .entry(secret.id.clone())
+                        .or_insert_with(|| Skip {
+                            reason: reason.clone(),
+                            keys: BTreeSet::new(),
+                        })
+                        .keys
+                        .insert(change.key.clone());
+                    continue;
+                }
+                let target = match &secret.parent {
+                    Some(parent) => PatchTarget::ClusterExternalSecret(parent.as_str().into()),
+                    None => PatchTarget::ExternalSecret(secret.id.clone()),
+                };
+                let cause = plan.targets.entry(target).or_default();
+                cause.keys.insert(change.key.clone());
+                cause.via.insert(secret.id.clone());
+            }
+        }
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::external_secret::IndexedSecret;
+
+    fn change(key: &str) -> SecretChange {
+        SecretChange {
+            key: key.into(),
+            event_type: None,
+            event_id: None,
+        }
+    }
+
+    fn secret(ns: &str, name: &str, key: &str) -> IndexedSecret {
+        IndexedSecret {
+            id: SecretId::new(ns, name),
+            keys: vec![key.trim_start_matches('/').into()],
+            finds: Vec::new(),
+            not_refreshable: None,
+            parent: None,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn each_external_secret_is_patched_once_with_every_cause() {
+        let mut index = RefreshIndex::default();
+        let mut both = secret("a", "both", "k1");
+        both.keys.push("k2".into());
+        index.apply(both);
+        index.apply(secret("b", "one", "k2"));
+        let plan = RefreshPlan::new(&[change("/k1"), change("k2"), change("nothing")], &index);
+        let both = &plan.targets[&PatchTarget::ExternalSecret(SecretId::new("a", "both"))];
+        assert_eq!(
+            both.keys,
+            BTreeSet::from(["/k1".to_string(), "k2".to_string()])
+        );
+        assert_eq!(plan.targets.len(), 2);
+        assert_eq!(plan.unmatched, BTreeSet::from(["nothing".to_string()]));
+        assert!(plan.skipped.is_empty());
+    }
+
+    #[test]
+    fn children_of_a_cluster_external_secret_patch_the_parent_once() {
+        let mut index = RefreshIndex::default();
+        for ns in ["a", "b", "c"] {
+            let mut child = secret(ns, "shared", "k");
+            child.parent = Some("fanout".into());
+            index.apply(child);
+        }
+        let plan = RefreshPlan::new(&[change("k")], &index);
+        assert_eq!(plan.targets.len(), 1);
+        let cause = &plan.targets[&PatchTarget::ClusterExternalSecret("fanout".into())];
+        assert_eq!(cause.via.len(), 3);
+    }
+
+    #[test]
+    fn secrets_eso_would_not_resync_are_skipped_with_reason() {
+        let mut index = RefreshIndex::default();
+        let mut once = secret("a", "once", "k");
+        once.not_refreshable = Some("refreshPolicy is CreatedOnce".into());
+        once.parent = Some("parent".into());
+        index.apply(once);
+        let plan = RefreshPlan::new(&[change("k")], &index);
+        assert!(plan.targets.is_empty());
+        let skip = &plan.skipped[&SecretId::new("a", "once")];
+        assert_eq!(skip.reason, "refreshPolicy is CreatedOnce");
+    }
+}
