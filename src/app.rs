@@ -81,11 +81,11 @@ impl Application {
                     index.clone(),
                     shutdown.clone(),
                 ));
-                let patcher = Patcher::Cluster(ClusterPatcher {
+                let patcher = Patcher::Cluster(Box::new(ClusterPatcher {
                     client,
                     external_secrets: apis.external_secrets,
                     cluster_external_secrets: apis.cluster_external_secrets,
-                });
+                }));
                 (patcher, Some(watch))
             }
         };

@@ -17,16 +17,21 @@ pub struct CacheBuster {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     pending: Arc<AtomicUsize>,
+    /// The runtime the service was built on. Webhook handlers run on the HTTP server's worker
+    /// runtimes, which end with the server: a wait spawned there would die with them.
+    runtime: tokio::runtime::Handle,
 }
 
 impl CacheBuster {
-    /// `shutdown` cuts the waits short: pending patches are then applied at once.
+    /// `shutdown` cuts the waits short: pending patches are then applied at once. Must be
+    /// called on the runtime that outlives the HTTP server.
     pub fn new(wait: Duration, shutdown: CancellationToken) -> Self {
         CacheBuster {
             wait,
             tracker: TaskTracker::new(),
             shutdown,
             pending: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -46,7 +51,7 @@ impl CacheBuster {
         let count = targets.len();
         self.pending.fetch_add(count, Ordering::AcqRel);
         let (wait, shutdown, pending) = (self.wait, self.shutdown.clone(), self.pending.clone());
-        self.tracker.spawn(async move {
+        let task = async move {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => {
@@ -63,7 +68,8 @@ impl CacheBuster {
                 }
             }
             pending.fetch_sub(count, Ordering::AcqRel);
-        });
+        };
+        self.tracker.spawn_on(task, &self.runtime);
     }
 
     /// Waits for every scheduled patch, which the cancelled shutdown token sends at once,

@@ -385,4 +385,23 @@ pub(crate) mod tests {
         assert!(finder.matches_find("team/api-key"));
         assert!(!finder.matches_find("team/password"));
     }
+
+    #[test]
+    fn every_field_of_the_v1_schema_is_understood() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/eso/skeletons/externalsecret-v1.yaml"
+        );
+        let text = std::fs::read_to_string(path).expect("skeleton");
+        let mut objects = crate::manifests::parse_documents(&text).expect("parses");
+        objects[0].metadata.name = Some("skeleton".into());
+        let secret = IndexedSecret::from_object(&objects[0]).expect("named");
+        assert!(secret.problems.is_empty(), "{:?}", secret.problems);
+        assert_eq!(secret.keys, ["string"]);
+        assert_eq!(secret.finds.len(), 1);
+        assert!(
+            secret.not_refreshable.is_some(),
+            "the skeleton says CreatedOnce"
+        );
+    }
 }

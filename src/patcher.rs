@@ -22,7 +22,7 @@ const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where patches go: the cluster, or nowhere (when running from manifest files).
 pub enum Patcher {
-    Cluster(ClusterPatcher),
+    Cluster(Box<ClusterPatcher>),
     DryRun,
 }
 
@@ -33,13 +33,13 @@ pub struct ClusterPatcher {
     pub cluster_external_secrets: Option<ApiResource>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     Patched,
     /// The object was deleted after it was indexed: nothing left to refresh.
     Gone,
-    /// Dry run: the patch that would have been sent.
-    WouldPatch,
+    /// Dry run: the merge patch that would have been sent.
+    WouldPatch(Value),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ impl Patcher {
         let cluster = match self {
             Patcher::DryRun => {
                 tracing::info!(%target, patch = %body, "dry run: would patch");
-                return Ok(Applied::WouldPatch);
+                return Ok(Applied::WouldPatch(body));
             }
             Patcher::Cluster(cluster) => cluster,
         };
@@ -154,6 +154,14 @@ mod tests {
         assert_eq!(ces.as_object().map(|o| o.len()), Some(1));
     }
 
+    fn stamp_of(body: &Value) -> &str {
+        let annotations = &body["metadata"]["annotations"];
+        annotations[UPDATED_AT]
+            .as_str()
+            .or(annotations[FORCE_SYNC].as_str())
+            .unwrap_or_default()
+    }
+
     #[tokio::test]
     async fn dry_run_patches_nothing_and_says_so() {
         let stamps = Stamps::default();
@@ -163,10 +171,11 @@ mod tests {
         ];
         let results = Patcher::DryRun.patch_all(targets, &stamps).await;
         assert_eq!(results.len(), 2);
-        assert!(
-            results
-                .iter()
-                .all(|(_, r)| matches!(r, Ok(Applied::WouldPatch)))
-        );
+        for (target, result) in results {
+            let Ok(Applied::WouldPatch(body)) = result else {
+                panic!("{target}: {result:?}")
+            };
+            assert_eq!(body, patch_body(&target, stamp_of(&body)));
+        }
     }
 }

@@ -54,6 +54,9 @@ pub struct TargetReport {
     /// True when the object was deleted before it could be patched.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gone: bool,
+    /// Dry run: the merge patch that would have been sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -126,7 +129,12 @@ impl Refresher {
                     entry.gone = true;
                     report.refreshed.push(entry);
                 }
-                Ok(Applied::Patched | Applied::WouldPatch) => {
+                Ok(Applied::Patched) => {
+                    report.refreshed.push(entry);
+                    applied.push(target);
+                }
+                Ok(Applied::WouldPatch(body)) => {
+                    entry.patch = Some(body);
                     report.refreshed.push(entry);
                     applied.push(target);
                 }
@@ -142,7 +150,9 @@ impl Refresher {
         report
             .refreshed
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        report.failed.sort_by(|a, b| a.error.cmp(&b.error));
+        report.failed.sort_by(|a, b| {
+            (&a.target.namespace, &a.target.name).cmp(&(&b.target.namespace, &b.target.name))
+        });
 
         if let Some(buster) = &self.cache_buster
             && !applied.is_empty()
@@ -181,5 +191,6 @@ fn target_report(target: &PatchTarget, cause: Cause) -> TargetReport {
         keys: cause.keys.into_iter().collect(),
         via,
         gone: false,
+        patch: None,
     }
 }

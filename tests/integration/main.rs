@@ -1,0 +1,9 @@
+//! Integration tests: the real server, over real HTTP, against a fake Kubernetes API server.
+
+mod binary;
+mod cache_buster;
+mod cluster;
+mod input;
+mod manifests_mode;
+mod refresh;
+mod support;

@@ -1,0 +1,746 @@
+//! A fake Kubernetes API server for external-secrets.io, served over real HTTP in the test
+//! process. It does what the real one does for the requests eso-refresher makes — discovery,
+//! LIST with resourceVersion and pagination, WATCH streams from a resourceVersion (410 Gone
+//! once it is compacted away), JSON merge patch that changes the stored object and bumps its
+//! resourceVersion — and records every request so tests can assert exactly what was sent.
+//! Its resources, scopes and served versions come from ESO's own CRDs, and every object it
+//! stores is validated against the CRD's schema, as the real API server does.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+pub const GROUP: &str = "external-secrets.io";
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub content_type: Option<String>,
+    pub body: Option<Value>,
+}
+
+impl Request {
+    pub fn is_watch(&self) -> bool {
+        self.query
+            .get("watch")
+            .is_some_and(|w| w == "true" || w == "1")
+    }
+
+    /// A read of objects: GET of a collection or an object, not a watch, not discovery.
+    pub fn is_object_read(&self) -> bool {
+        self.method == "GET"
+            && !self.is_watch()
+            && self.path.split('/').count() > 4
+            && self.path.starts_with(&format!("/apis/{GROUP}/"))
+    }
+}
+
+/// An answer the fake gives instead of the real one, `times` times.
+#[derive(Debug, Clone)]
+struct Fault {
+    method: String,
+    path_contains: String,
+    status: u16,
+    times: usize,
+}
+
+#[derive(Clone)]
+struct WatchEvent {
+    resource_version: u64,
+    plural: String,
+    namespace: Option<String>,
+    kind: &'static str,
+    object: Value,
+}
+
+struct Watcher {
+    plural: String,
+    namespace: Option<String>,
+    sender: mpsc::UnboundedSender<Bytes>,
+}
+
+type Key = (String, Option<String>, String);
+
+/// One CustomResourceDefinition of ESO's, as discovery and validation need it.
+#[derive(Clone)]
+struct Resource {
+    plural: String,
+    kind: String,
+    namespaced: bool,
+    /// Version name → (served, schema validator).
+    versions: BTreeMap<String, (bool, Arc<jsonschema::Validator>)>,
+}
+
+/// Read and compiled once per test binary: the schemas are large.
+static ESO_CRDS: std::sync::LazyLock<Vec<Resource>> = std::sync::LazyLock::new(read_eso_crds);
+
+fn eso_crds() -> Vec<Resource> {
+    ESO_CRDS.clone()
+}
+
+fn read_eso_crds() -> Vec<Resource> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eso/crds");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("CRD fixtures")
+        .map(|entry| entry.expect("entry").path())
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).expect("CRD");
+            let crd: Value = serde_saphyr::from_str(&text).expect("CRD YAML");
+            let spec = &crd["spec"];
+            let versions = spec["versions"]
+                .as_array()
+                .expect("versions")
+                .iter()
+                .map(|version| {
+                    let schema = &version["schema"]["openAPIV3Schema"];
+                    let validator = jsonschema::validator_for(schema).expect("CRD schema compiles");
+                    let name = version["name"].as_str().expect("version name").to_owned();
+                    (name, (version["served"] == true, Arc::new(validator)))
+                })
+                .collect();
+            Resource {
+                plural: spec["names"]["plural"].as_str().expect("plural").to_owned(),
+                kind: spec["names"]["kind"].as_str().expect("kind").to_owned(),
+                namespaced: spec["scope"] == "Namespaced",
+                versions,
+            }
+        })
+        .collect()
+}
+
+struct Cluster {
+    resources: Vec<Resource>,
+    /// Versions of the group served, preferred first.
+    served: Vec<String>,
+    objects: BTreeMap<Key, Value>,
+    resource_version: u64,
+    /// Events since `compacted`; a watch from before that gets 410 Gone.
+    history: Vec<WatchEvent>,
+    compacted: u64,
+    watchers: Vec<Watcher>,
+    requests: Vec<Request>,
+    faults: Vec<Fault>,
+    forbid_cluster_list: bool,
+    next_uid: u64,
+}
+
+/// The fake server; dropping it stops it.
+pub struct FakeApiServer {
+    pub url: String,
+    cluster: Arc<Mutex<Cluster>>,
+    handle: ServerHandle,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
+fn plural_of(kind: &str) -> String {
+    format!("{}s", kind.to_ascii_lowercase())
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+impl FakeApiServer {
+    /// A cluster with ESO's CRDs installed: external-secrets.io served as they say (v1 only).
+    pub async fn start() -> FakeApiServer {
+        let resources = eso_crds();
+        let served = resources[0]
+            .versions
+            .iter()
+            .filter(|(_, (served, _))| *served)
+            .map(|(name, _)| name.clone())
+            .collect();
+        Self::with(resources, served).await
+    }
+
+    /// A cluster serving exactly `versions` of external-secrets.io, as older ESO releases did
+    /// (`&["v1beta1"]`), or none of them (`&[]`: ESO not installed).
+    pub async fn serving(versions: &[&str]) -> FakeApiServer {
+        let served = versions.iter().map(|v| v.to_string()).collect();
+        Self::with(eso_crds(), served).await
+    }
+
+    async fn with(resources: Vec<Resource>, served: Vec<String>) -> FakeApiServer {
+        let cluster = Arc::new(Mutex::new(Cluster {
+            resources,
+            served,
+            objects: BTreeMap::new(),
+            resource_version: 1000,
+            history: Vec::new(),
+            compacted: 1000,
+            watchers: Vec::new(),
+            requests: Vec::new(),
+            faults: Vec::new(),
+            forbid_cluster_list: false,
+            next_uid: 1,
+        }));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let data = web::Data::from(cluster.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .default_service(web::to(handle))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        FakeApiServer {
+            url: format!("http://127.0.0.1:{port}"),
+            cluster,
+            handle,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kube client talking to this server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().expect("url"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Stores an object (given as for `kubectl apply`) and announces it to watches. Panics if
+    /// the object does not validate against its CRD: a test object must be a real one.
+    pub fn apply(&self, mut object: Value) -> Value {
+        let mut cluster = self.lock();
+        if let Err(problems) = cluster.validate(&object) {
+            panic!("invalid test object: {problems}\n{object:#}");
+        }
+        let kind = object["kind"].as_str().expect("kind").to_owned();
+        let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let key = (plural_of(&kind), namespace, name);
+        let existed = cluster.objects.get(&key).cloned();
+        let uid = match &existed {
+            Some(old) => old["metadata"]["uid"].clone(),
+            None => {
+                cluster.next_uid += 1;
+                json!(format!("uid-{}", cluster.next_uid))
+            }
+        };
+        object["metadata"]["uid"] = uid;
+        let event = if existed.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        cluster.store(key, object, event)
+    }
+
+    pub fn delete(&self, kind: &str, namespace: Option<&str>, name: &str) {
+        let mut cluster = self.lock();
+        let key = (
+            plural_of(kind),
+            namespace.map(str::to_owned),
+            name.to_owned(),
+        );
+        if let Some(mut object) = cluster.objects.remove(&key) {
+            cluster.resource_version += 1;
+            object["metadata"]["resourceVersion"] = json!(cluster.resource_version.to_string());
+            cluster.announce(&key, "DELETED", object);
+        }
+    }
+
+    pub fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let key = (
+            plural_of(kind),
+            namespace.map(str::to_owned),
+            name.to_owned(),
+        );
+        self.lock().objects.get(&key).cloned()
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.lock().requests.clone()
+    }
+
+    pub fn patches(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    /// The next `times` requests with `method` whose path contains `path_contains` get
+    /// `status` instead of their answer.
+    pub fn fail(&self, method: &str, path_contains: &str, status: u16, times: usize) {
+        self.lock().faults.push(Fault {
+            method: method.to_owned(),
+            path_contains: path_contains.to_owned(),
+            status,
+            times,
+        });
+    }
+
+    /// Answers 403 to LIST and WATCH across all namespaces, like a namespaced Role does.
+    pub fn forbid_cluster_list(&self) {
+        self.lock().forbid_cluster_list = true;
+    }
+
+    /// Ends every open watch, as an API server restart or a load balancer does.
+    pub fn close_watches(&self) {
+        self.lock().watchers.clear();
+    }
+
+    /// Forgets history: watches from an older resourceVersion now get 410 Gone.
+    pub fn compact(&self) {
+        let mut cluster = self.lock();
+        cluster.compacted = cluster.resource_version;
+        cluster.history.clear();
+    }
+
+    pub fn open_watches(&self) -> usize {
+        let mut cluster = self.lock();
+        cluster.watchers.retain(|w| !w.sender.is_closed());
+        cluster.watchers.len()
+    }
+}
+
+impl Cluster {
+    fn resource(&self, plural: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.plural == plural)
+    }
+
+    /// Checks `object` against its CRD's schema, at the version its apiVersion names.
+    fn validate(&self, object: &Value) -> Result<(), String> {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let version = object["apiVersion"]
+            .as_str()
+            .and_then(|v| v.strip_prefix(&format!("{GROUP}/")))
+            .ok_or("apiVersion is not external-secrets.io/…")?;
+        let resource = self
+            .resources
+            .iter()
+            .find(|r| r.kind == kind)
+            .ok_or_else(|| format!("no CRD for kind {kind:?}"))?;
+        let (_, validator) = resource
+            .versions
+            .get(version)
+            .ok_or_else(|| format!("{kind} has no version {version}"))?;
+        let problems: Vec<String> = validator
+            .iter_errors(object)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    fn store(&mut self, key: Key, mut object: Value, event: &'static str) -> Value {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        if object["metadata"]["creationTimestamp"].is_null() {
+            object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        self.objects.insert(key.clone(), object.clone());
+        self.announce(&key, event, object.clone());
+        object
+    }
+
+    fn announce(&mut self, key: &Key, kind: &'static str, object: Value) {
+        let event = WatchEvent {
+            resource_version: self.resource_version,
+            plural: key.0.clone(),
+            namespace: key.1.clone(),
+            kind,
+            object,
+        };
+        self.watchers
+            .retain(|w| !w.sender.is_closed() && (!w.wants(&event) || w.send(&event)));
+        self.history.push(event);
+    }
+
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<u16> {
+        let fault = self
+            .faults
+            .iter_mut()
+            .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))?;
+        fault.times -= 1;
+        Some(fault.status)
+    }
+}
+
+impl Watcher {
+    fn wants(&self, event: &WatchEvent) -> bool {
+        event.plural == self.plural
+            && (self.namespace.is_none() || self.namespace == event.namespace)
+    }
+
+    fn send(&self, event: &WatchEvent) -> bool {
+        let line = json!({"type": event.kind, "object": event.object});
+        self.sender.send(Bytes::from(format!("{line}\n"))).is_ok()
+    }
+}
+
+/// A parsed resource path under /apis/external-secrets.io/{version}/.
+struct ResourcePath {
+    version: String,
+    plural: String,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn parse_resource_path(path: &str) -> Option<ResourcePath> {
+    let rest = path.strip_prefix(&format!("/apis/{GROUP}/"))?;
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let (version, namespace, tail) = match parts.as_slice() {
+        [version, "namespaces", ns, tail @ ..] if !tail.is_empty() => {
+            (*version, Some(ns.to_string()), tail)
+        }
+        [version, tail @ ..] if !tail.is_empty() => (*version, None, tail),
+        _ => return None,
+    };
+    let (plural, name) = match tail {
+        [plural] => (plural.to_string(), None),
+        [plural, name] => (plural.to_string(), Some(name.to_string())),
+        _ => return None,
+    };
+    Some(ResourcePath {
+        version: version.to_owned(),
+        plural,
+        namespace,
+        name,
+    })
+}
+
+fn json_response(code: u16, body: Value) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("status"))
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+fn error(code: u16, reason: &str, message: &str) -> HttpResponse {
+    json_response(code, status(code, reason, message))
+}
+
+async fn handle(
+    request: HttpRequest,
+    body: Bytes,
+    cluster: web::Data<Mutex<Cluster>>,
+) -> HttpResponse {
+    let path = request.path().to_owned();
+    let method = request.method().as_str().to_owned();
+    let query: BTreeMap<String, String> =
+        web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let parsed_body =
+        (!body.is_empty()).then(|| serde_json::from_slice(&body).unwrap_or(Value::Null));
+
+    let mut guard = cluster.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = &mut *guard;
+    cluster.requests.push(Request {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        content_type: content_type.clone(),
+        body: parsed_body.clone(),
+    });
+    if let Some(code) = cluster.take_fault(&method, &path) {
+        return error(code, "InternalError", "injected fault");
+    }
+
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/api") => {
+            return json_response(
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": []}),
+            );
+        }
+        ("GET", "/apis") => {
+            let versions: Vec<Value> = cluster
+                .served
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{GROUP}/{v}"), "version": v}))
+                .collect();
+            let groups: Vec<Value> = versions
+                .first()
+                .map(|preferred| json!({"name": GROUP, "versions": versions, "preferredVersion": preferred}))
+                .into_iter()
+                .collect();
+            return json_response(
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            );
+        }
+        _ => {}
+    }
+    if let Some(version) = path.strip_prefix(&format!("/apis/{GROUP}/"))
+        && !version.contains('/')
+    {
+        if !cluster.served.iter().any(|v| v == version) {
+            return error(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        let resources: Vec<Value> = cluster
+            .resources
+            .iter()
+            .map(|r| json!({"name": r.plural, "singularName": r.kind.to_ascii_lowercase(),
+                "namespaced": r.namespaced, "kind": r.kind,
+                "verbs": ["delete","deletecollection","get","list","patch","create","update","watch"]}))
+            .collect();
+        return json_response(
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": format!("{GROUP}/{version}"), "resources": resources}),
+        );
+    }
+
+    let Some(target) = parse_resource_path(&path) else {
+        return error(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    let known = cluster
+        .resource(&target.plural)
+        .is_some_and(|r| r.namespaced || target.namespace.is_none());
+    if !cluster.served.contains(&target.version) || !known {
+        return error(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
+    let api_version = format!("{GROUP}/{}", target.version);
+    let with_version = |mut object: Value| {
+        object["apiVersion"] = json!(api_version);
+        object
+    };
+
+    match (method.as_str(), &target.name) {
+        ("GET", None) => {
+            if target.namespace.is_none()
+                && target.plural == "externalsecrets"
+                && cluster.forbid_cluster_list
+            {
+                return error(
+                    403,
+                    "Forbidden",
+                    "externalsecrets.external-secrets.io is forbidden: \
+                    User \"system:serviceaccount:eso:eso-refresher\" cannot list resource \
+                    \"externalsecrets\" at the cluster scope",
+                );
+            }
+            let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+            if watch {
+                watch_response(cluster, &target, &query, &api_version)
+            } else {
+                list_response(cluster, &target, &query, &api_version)
+            }
+        }
+        ("GET", Some(name)) => {
+            let key = (
+                target.plural.clone(),
+                target.namespace.clone(),
+                name.clone(),
+            );
+            match cluster.objects.get(&key) {
+                Some(object) => json_response(200, with_version(object.clone())),
+                None => error(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", target.plural),
+                ),
+            }
+        }
+        ("PATCH", Some(name)) => {
+            if content_type.as_deref() != Some("application/merge-patch+json") {
+                return error(
+                    415,
+                    "UnsupportedMediaType",
+                    "only merge patches are served here",
+                );
+            }
+            let key = (
+                target.plural.clone(),
+                target.namespace.clone(),
+                name.clone(),
+            );
+            let Some(mut object) = cluster.objects.get(&key).cloned() else {
+                return error(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", target.plural),
+                );
+            };
+            let Some(patch) = parsed_body.filter(Value::is_object) else {
+                return error(400, "BadRequest", "patch body is not a JSON object");
+            };
+            json_patch::merge(&mut object, &patch);
+            object["apiVersion"] = json!(api_version);
+            if let Err(problems) = cluster.validate(&object) {
+                return error(422, "Invalid", &format!("{name} is invalid: {problems}"));
+            }
+            let stored = cluster.store(key, object, "MODIFIED");
+            json_response(200, with_version(stored))
+        }
+        _ => error(405, "MethodNotAllowed", "method not served by the fake"),
+    }
+}
+
+fn in_scope(key: &Key, target: &ResourcePath) -> bool {
+    key.0 == target.plural && (target.namespace.is_none() || key.1 == target.namespace)
+}
+
+fn list_response(
+    cluster: &Cluster,
+    target: &ResourcePath,
+    query: &BTreeMap<String, String>,
+    api_version: &str,
+) -> HttpResponse {
+    let offset: usize = query
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let matching: Vec<Value> = cluster
+        .objects
+        .iter()
+        .filter(|(key, _)| in_scope(key, target))
+        .map(|(_, object)| {
+            let mut object = object.clone();
+            object["apiVersion"] = json!(api_version);
+            object
+        })
+        .collect();
+    let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
+    let next = offset + page.len();
+    let mut metadata = json!({"resourceVersion": cluster.resource_version.to_string()});
+    if next < matching.len() {
+        metadata["continue"] = json!(next.to_string());
+        metadata["remainingItemCount"] = json!(matching.len() - next);
+    }
+    let kind = cluster
+        .resource(&target.plural)
+        .map(|r| format!("{}List", r.kind))
+        .unwrap_or_default();
+    json_response(
+        200,
+        json!({"apiVersion": api_version, "kind": kind,
+        "metadata": metadata, "items": page}),
+    )
+}
+
+fn watch_response(
+    cluster: &mut Cluster,
+    target: &ResourcePath,
+    query: &BTreeMap<String, String>,
+    api_version: &str,
+) -> HttpResponse {
+    let (sender, receiver) = mpsc::unbounded_channel::<Bytes>();
+    let watcher = Watcher {
+        plural: target.plural.clone(),
+        namespace: target.namespace.clone(),
+        sender,
+    };
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0);
+    if from == 0 {
+        // No resourceVersion: the current state as ADDED events, then changes.
+        for (key, object) in &cluster.objects {
+            if in_scope(key, target) {
+                let line = json!({"type": "ADDED", "object": object});
+                let _ = watcher.sender.send(Bytes::from(format!("{line}\n")));
+            }
+        }
+    } else if from < cluster.compacted {
+        let gone = status(
+            410,
+            "Expired",
+            &format!("too old resource version: {from} ({})", cluster.compacted),
+        );
+        let line = json!({"type": "ERROR", "object": gone});
+        let _ = watcher.sender.send(Bytes::from(format!("{line}\n")));
+        drop(watcher);
+        return streaming(receiver, None);
+    } else {
+        for event in cluster.history.iter().filter(|e| e.resource_version > from) {
+            if watcher.wants(event) {
+                watcher.send(event);
+            }
+        }
+    }
+    if query
+        .get("allowWatchBookmarks")
+        .is_some_and(|b| b == "true")
+    {
+        let bookmark = json!({"type": "BOOKMARK", "object": {"apiVersion": api_version,
+            "kind": "ExternalSecret", "metadata": {"resourceVersion": cluster.resource_version.to_string()}}});
+        let _ = watcher.sender.send(Bytes::from(format!("{bookmark}\n")));
+    }
+    cluster.watchers.push(watcher);
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse().ok())
+        .map(Duration::from_secs);
+    streaming(receiver, timeout)
+}
+
+fn streaming(receiver: mpsc::UnboundedReceiver<Bytes>, timeout: Option<Duration>) -> HttpResponse {
+    let lines = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|line| (Ok::<_, actix_web::Error>(line), receiver))
+    });
+    let ends = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(lines.take_until(ends))
+}
