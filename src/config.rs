@@ -126,24 +126,7 @@ impl Config {
             })?,
         };
 
-        let watch_namespaces = raw
-            .watch_namespaces
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|ns| !ns.is_empty())
-            .map(|ns| {
-                if is_dns_label(ns) {
-                    Ok(ns.to_owned())
-                } else {
-                    Err(ConfigError::Invalid {
-                        name: "WATCH_NAMESPACES",
-                        value: ns.to_owned(),
-                        expected: "expected a comma-separated list of namespace names".into(),
-                    })
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let watch_namespaces = parse_namespaces(&raw.watch_namespaces.unwrap_or_default())?;
 
         let log_format = match raw.log_format.as_deref().map(str::trim) {
             None | Some("") => LogFormat::Text,
@@ -188,6 +171,26 @@ impl Config {
         };
         Ok((config, warnings))
     }
+}
+
+/// A `WATCH_NAMESPACES` value: comma-separated namespace names; empty means all namespaces.
+pub fn parse_namespaces(value: &str) -> Result<Vec<String>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|ns| !ns.is_empty())
+        .map(|ns| {
+            if is_dns_label(ns) {
+                Ok(ns.to_owned())
+            } else {
+                Err(ConfigError::Invalid {
+                    name: "WATCH_NAMESPACES",
+                    value: ns.to_owned(),
+                    expected: "expected a comma-separated list of namespace names".into(),
+                })
+            }
+        })
+        .collect()
 }
 
 fn required(value: Option<String>, name: &'static str) -> Result<String, ConfigError> {

@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::duration::{self, DurationError};
 
+/// An ExternalSecret with this annotation set to "true" is never refreshed by webhooks.
+pub const IGNORE_ANNOTATION: &str = "eso-refresher/ignore";
+
 /// Namespace and name of an ExternalSecret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SecretId {
@@ -75,8 +78,8 @@ pub struct IndexedSecret {
     /// Normalized `data[].remoteRef.key` and `dataFrom[].extract.key`, without duplicates.
     pub keys: Vec<String>,
     pub finds: Vec<FindRule>,
-    /// Why ESO would ignore a metadata change, if it would.
-    pub not_refreshable: Option<String>,
+    /// Why it is not patched: opted out, or ESO would ignore a metadata change.
+    pub skip_reason: Option<String>,
     /// The ClusterExternalSecret that controls this object and overwrites its annotations.
     pub parent: Option<String>,
     /// What could not be understood in the object (reported, never fatal).
@@ -145,12 +148,17 @@ impl IndexedSecret {
                     && owner.api_version.starts_with("external-secrets.io/")
             })
             .map(|owner| owner.name.clone());
-        Some(Self::from_spec(
-            SecretId::new(namespace, name),
-            spec,
-            parent,
-            problems,
-        ))
+        let mut secret = Self::from_spec(SecretId::new(namespace, name), spec, parent, problems);
+        let opted_out = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(IGNORE_ANNOTATION))
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+        if opted_out {
+            secret.skip_reason = Some(format!("opted out by annotation {IGNORE_ANNOTATION}"));
+        }
+        Some(secret)
     }
 
     fn from_spec(
@@ -202,7 +210,7 @@ impl IndexedSecret {
             id,
             keys,
             finds,
-            not_refreshable: not_refreshable(
+            skip_reason: skip_reason(
                 spec.refresh_policy.as_deref(),
                 spec.refresh_interval.as_deref(),
             ),
@@ -219,7 +227,7 @@ impl IndexedSecret {
 /// ESO re-syncs on a metadata change only when it refreshes at all: never for `CreatedOnce`,
 /// and not for a periodic refresh whose interval is zero (ESO treats "0s" as "sync once").
 /// An unset interval means ESO's default of one hour.
-fn not_refreshable(policy: Option<&str>, interval: Option<&str>) -> Option<String> {
+fn skip_reason(policy: Option<&str>, interval: Option<&str>) -> Option<String> {
     match policy {
         Some("CreatedOnce") => {
             Some("refreshPolicy is CreatedOnce: ESO ignores metadata changes".to_owned())
@@ -270,7 +278,7 @@ pub(crate) mod tests {
         assert_eq!(secret.id, SecretId::new("team-a", "db"));
         assert_eq!(secret.keys, ["prod/db", "prod/api"]);
         assert!(secret.problems.is_empty());
-        assert!(secret.not_refreshable.is_none());
+        assert!(secret.skip_reason.is_none());
     }
 
     #[test]
@@ -321,7 +329,7 @@ pub(crate) mod tests {
 
     #[test]
     fn refresh_rules_follow_eso() {
-        let reason = |spec| indexed(spec).not_refreshable;
+        let reason = |spec| indexed(spec).skip_reason;
         assert!(
             reason(json!({"refreshPolicy": "CreatedOnce"}))
                 .unwrap()
@@ -342,6 +350,25 @@ pub(crate) mod tests {
             reason(json!({})).is_none(),
             "unset interval is ESO's default of 1h"
         );
+    }
+
+    #[test]
+    fn the_ignore_annotation_opts_out() {
+        let with = |value: &str| {
+            IndexedSecret::from_object(&object(json!({
+                "apiVersion": "external-secrets.io/v1",
+                "kind": "ExternalSecret",
+                "metadata": {"namespace": "a", "name": "b",
+                             "annotations": {"eso-refresher/ignore": value}},
+                "spec": {"data": [{"secretKey": "k", "remoteRef": {"key": "/k"}}]},
+            })))
+            .unwrap()
+            .skip_reason
+        };
+        assert!(with("true").unwrap().contains("eso-refresher/ignore"));
+        assert!(with("True").is_some());
+        assert_eq!(with("false"), None);
+        assert_eq!(with(""), None);
     }
 
     #[test]
@@ -400,7 +427,7 @@ pub(crate) mod tests {
         assert_eq!(secret.keys, ["string"]);
         assert_eq!(secret.finds.len(), 1);
         assert!(
-            secret.not_refreshable.is_some(),
+            secret.skip_reason.is_some(),
             "the skeleton says CreatedOnce"
         );
     }

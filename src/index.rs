@@ -144,7 +144,7 @@ mod tests {
             id: SecretId::new(namespace, name),
             keys: keys.iter().map(|k| normalize_key(k).to_owned()).collect(),
             finds: Vec::new(),
-            not_refreshable: None,
+            skip_reason: None,
             parent: None,
             problems: Vec::new(),
         }

@@ -17,6 +17,7 @@ pub mod index;
 pub mod manifests;
 pub mod patcher;
 pub mod plan;
+pub mod rbac;
 pub mod refresher;
 pub mod stamp;
 pub mod telemetry;

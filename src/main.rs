@@ -1,10 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use eso_refresher::app::{Application, Source};
-use eso_refresher::config::Config;
-use eso_refresher::telemetry;
+use eso_refresher::config::{self, Config};
+use eso_refresher::{rbac, telemetry};
 
 /// Refreshes Kubernetes ExternalSecrets the moment a secret manager announces a change.
 ///
@@ -17,11 +17,50 @@ struct Cli {
     /// webhooks with the patches that would be made (nothing is patched).
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the least-privilege RBAC for the configured scope, as YAML for kubectl apply.
+    Rbac {
+        /// Namespaces to watch; empty for the whole cluster (a ClusterRole).
+        #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+        watch_namespaces: String,
+        /// The service's ServiceAccount.
+        #[arg(long, default_value = rbac::NAME)]
+        service_account: String,
+        /// The namespace the service runs in.
+        #[arg(long, env = "POD_NAMESPACE", default_value = rbac::NAME)]
+        namespace: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Rbac {
+        watch_namespaces,
+        service_account,
+        namespace,
+    }) = &cli.command
+    {
+        return match config::parse_namespaces(watch_namespaces) {
+            Ok(namespaces) => {
+                print!(
+                    "{}",
+                    rbac::to_yaml(&rbac::manifests(&namespaces, service_account, namespace))
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("eso-refresher: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (config, warnings) = match Config::from_env() {
         Ok(read) => read,
         Err(error) => {
@@ -33,7 +72,7 @@ async fn main() -> ExitCode {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    if let Err(error) = run(config, cli).await {
+    if let Err(error) = run(config, cli.manifests).await {
         tracing::error!(%error, "stopped");
         eprintln!("eso-refresher: {error}");
         return ExitCode::FAILURE;
@@ -41,8 +80,8 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(config: Config, cli: Cli) -> eso_refresher::Result<()> {
-    let source = match cli.manifests {
+async fn run(config: Config, manifests: Option<PathBuf>) -> eso_refresher::Result<()> {
+    let source = match manifests {
         Some(dir) => Source::Manifests(dir),
         None => Source::Cluster(kube::Client::try_default().await?),
     };

@@ -56,7 +56,7 @@ impl RefreshPlan {
                 plan.unmatched.insert(change.key.clone());
             }
             for secret in found {
-                if let Some(reason) = &secret.not_refreshable {
+                if let Some(reason) = &secret.skip_reason {
                     plan.skipped
                         .entry(secret.id.clone())
                         .or_insert_with(|| Skip {
@@ -98,7 +98,7 @@ mod tests {
             id: SecretId::new(ns, name),
             keys: vec![key.trim_start_matches('/').into()],
             finds: Vec::new(),
-            not_refreshable: None,
+            skip_reason: None,
             parent: None,
             problems: Vec::new(),
         }
@@ -140,7 +140,7 @@ mod tests {
     fn secrets_eso_would_not_resync_are_skipped_with_reason() {
         let mut index = RefreshIndex::default();
         let mut once = secret("a", "once", "k");
-        once.not_refreshable = Some("refreshPolicy is CreatedOnce".into());
+        once.skip_reason = Some("refreshPolicy is CreatedOnce".into());
         once.parent = Some("parent".into());
         index.apply(once);
         let plan = RefreshPlan::new(&[change("k")], &index);

@@ -40,3 +40,54 @@ fn rejects_an_invalid_setting_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn prints_rbac_for_the_configured_scope() {
+    let output = binary()
+        .env("WATCH_NAMESPACES", "team-a,team-b")
+        .arg("rbac")
+        .arg("--namespace")
+        .arg("platform")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let yaml = String::from_utf8(output.stdout).unwrap();
+    let objects = eso_refresher::manifests::parse_documents(&yaml).unwrap();
+    let described: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o.types.as_ref().unwrap().kind,
+                o.metadata.namespace.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            "ServiceAccount platform",
+            "Role team-a",
+            "RoleBinding team-a",
+            "Role team-b",
+            "RoleBinding team-b",
+        ]
+    );
+
+    let cluster = binary().arg("rbac").output().unwrap();
+    let yaml = String::from_utf8(cluster.stdout).unwrap();
+    assert!(yaml.contains("kind: ClusterRole\n"), "{yaml}");
+
+    let invalid = binary()
+        .arg("rbac")
+        .arg("--watch-namespaces")
+        .arg("Bad_NS")
+        .output()
+        .unwrap();
+    assert!(!invalid.status.success());
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("WATCH_NAMESPACES"));
+}

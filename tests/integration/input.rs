@@ -132,3 +132,66 @@ async fn other_routes_and_methods() {
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
 }
+
+#[tokio::test]
+async fn the_openapi_description_lists_exactly_the_served_routes() {
+    let (_api, app) = ready_app().await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let description: Value = response.json().await.unwrap();
+    assert_eq!(description["openapi"], "3.0.3");
+    assert_eq!(description["info"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let mut described: Vec<(String, String)> = Vec::new();
+    for (path, operations) in description["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            described.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    described.sort();
+    let mut served: Vec<(String, String)> = eso_refresher::http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(described, served);
+
+    // Each described route answers (not 404/405), with the method it is described with...
+    for (method, path) in &served {
+        let request = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.url));
+        let status = request.send().await.unwrap().status().as_u16();
+        assert!(![404, 405].contains(&status), "{method} {path}: {status}");
+    }
+    // ...and nothing else does.
+    for path in [
+        "/",
+        "/metrics",
+        "/webhook/aws",
+        "/debug",
+        "/openapi.yaml",
+        "/healthz/",
+    ] {
+        assert_eq!(app.get(path).await.status(), 404, "{path}");
+    }
+    assert_eq!(
+        app.http
+            .post(format!("{}/healthz", app.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+
+    // Every $ref resolves.
+    let text = description.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let pointer = reference.split('"').next().unwrap().trim_start_matches('#');
+        assert!(
+            description.pointer(pointer).is_some(),
+            "dangling $ref {pointer}"
+        );
+    }
+}

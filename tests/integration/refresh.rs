@@ -386,3 +386,31 @@ async fn unmatched_keys_are_reported_and_answered_200() {
     assert_eq!(report["unmatched"], json!(["/nobody/uses/this"]));
     assert!(api.patches().is_empty());
 }
+
+#[tokio::test]
+async fn the_ignore_annotation_opts_an_external_secret_out() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        external_secret("a", "quiet")
+            .with_key("/k")
+            .annotate("eso-refresher/ignore", "true")
+            .build(),
+    );
+    api.apply(external_secret("a", "normal").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+    let (status, report) = app.webhook(&akeyless_events(&["/k"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(patched_paths(&api), [es_path("a", "normal")]);
+    assert_eq!(report["skipped"][0]["name"], "quiet");
+    assert_eq!(
+        report["skipped"][0]["reason"],
+        "opted out by annotation eso-refresher/ignore"
+    );
+
+    // Removing the annotation opts it back in.
+    api.apply(external_secret("a", "quiet").with_key("/k").build());
+    wait_for("the annotation change to be indexed", || async {
+        app.webhook(&akeyless_events(&["/k"])).await.1["skipped"] == json!([])
+    })
+    .await;
+}

@@ -165,6 +165,11 @@ impl ExternalSecretBuilder {
         self
     }
 
+    pub fn annotate(mut self, key: &str, value: &str) -> Self {
+        self.0["metadata"]["annotations"][key] = json!(value);
+        self
+    }
+
     pub fn owned_by_cluster_external_secret(mut self, parent: &str) -> Self {
         self.0["metadata"]["ownerReferences"] = json!([{
             "apiVersion": "external-secrets.io/v1", "kind": "ClusterExternalSecret",
