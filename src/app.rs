@@ -54,7 +54,7 @@ impl Application {
             Source::Manifests(dir) => {
                 let objects = manifests::load_dir(&dir)?;
                 index.write(|index| {
-                    index.reset(None, objects.iter().filter_map(IndexedSecret::from_object))
+                    index.reset(None, objects.iter().filter_map(IndexedSecret::read_logged))
                 });
                 index.mark_synced();
                 tracing::info!(
@@ -134,12 +134,12 @@ impl Application {
         self.port
     }
 
-    /// Stops the server as SIGTERM does (useful to tests and embedders).
+    /// Stops the server; `stop(true)` is what SIGTERM does (SIGINT stops at once).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT (or `handle().stop()`), then finishes in-flight requests,
+    /// Serves until SIGTERM (or `handle().stop(true)`), then finishes in-flight requests,
     /// sends or reports every pending cache-buster patch, and stops the watch.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let served = self.server.await;

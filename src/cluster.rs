@@ -106,6 +106,7 @@ pub async fn watch(
     let mut events = stream::select_all(streams);
     let mut buffers: HashMap<Scope, Vec<IndexedSecret>> = HashMap::new();
     let mut listed: HashSet<Scope> = HashSet::new();
+    let mut errors_in_a_row: HashMap<Scope, u32> = HashMap::new();
 
     loop {
         let next = tokio::select! {
@@ -113,6 +114,14 @@ pub async fn watch(
             next = events.next() => next,
         };
         let Some((scope, event)) = next else { break };
+        let failed = event.is_err();
+        if failed {
+            *errors_in_a_row.entry(scope.clone()).or_default() += 1;
+        } else {
+            errors_in_a_row.remove(&scope);
+        }
+        let worst = errors_in_a_row.values().copied().max().unwrap_or(0);
+        index.record_watch_errors(worst, failed);
         let event = match event {
             Ok(event) => event,
             Err(error) => {
@@ -125,7 +134,7 @@ pub async fn watch(
                 buffers.insert(scope, Vec::new());
             }
             watcher::Event::InitApply(object) => {
-                if let Some(secret) = read(&object) {
+                if let Some(secret) = IndexedSecret::read_logged(&object) {
                     buffers.entry(scope).or_default().push(secret);
                 }
             }
@@ -141,7 +150,7 @@ pub async fn watch(
                 }
             }
             watcher::Event::Apply(object) => {
-                if let Some(secret) = read(&object) {
+                if let Some(secret) = IndexedSecret::read_logged(&object) {
                     index.write(|index| index.apply(secret));
                 }
             }
@@ -156,14 +165,6 @@ pub async fn watch(
         }
     }
     tracing::debug!("watch stopped");
-}
-
-fn read(object: &DynamicObject) -> Option<IndexedSecret> {
-    let secret = IndexedSecret::from_object(object)?;
-    for problem in &secret.problems {
-        tracing::warn!(external_secret = %secret.id, problem, "ExternalSecret only partly indexed");
-    }
-    Some(secret)
 }
 
 fn scope_name(scope: &Scope) -> &str {

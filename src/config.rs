@@ -66,7 +66,7 @@ impl std::fmt::Debug for Config {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{0} must be set: webhook callers authenticate with HTTP basic auth")]
-    MissingCredentials(&'static str),
+    MissingCredentials(String),
     #[error("{name}={value:?} is invalid: {expected}")]
     Invalid {
         name: &'static str,
@@ -111,8 +111,23 @@ impl Config {
             envy::from_iter(vars).map_err(|e| ConfigError::Environment(e.to_string()))?;
         let mut warnings = Vec::new();
 
-        let basic_auth_user = required(raw.basic_auth_user, "BASIC_AUTH_USER")?;
-        let basic_auth_password = required(raw.basic_auth_password, "BASIC_AUTH_PASSWORD")?;
+        let (basic_auth_user, basic_auth_password) =
+            match (given(raw.basic_auth_user), given(raw.basic_auth_password)) {
+                (Some(user), Some(password)) => (user, password),
+                (None, None) => {
+                    return Err(ConfigError::MissingCredentials(
+                        "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into(),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::MissingCredentials("BASIC_AUTH_USER".into()));
+                }
+                (Some(_), None) => {
+                    return Err(ConfigError::MissingCredentials(
+                        "BASIC_AUTH_PASSWORD".into(),
+                    ));
+                }
+            };
 
         let enabled = match raw.enable_cache_buster.as_deref().map(str::trim) {
             None | Some("") => false,
@@ -190,29 +205,26 @@ impl Config {
 }
 
 /// A `WATCH_NAMESPACES` value: comma-separated namespace names; empty means all namespaces.
+/// Each namespace once, in the order first given.
 pub fn parse_namespaces(value: &str) -> Result<Vec<String>, ConfigError> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|ns| !ns.is_empty())
-        .map(|ns| {
-            if is_dns_label(ns) {
-                Ok(ns.to_owned())
-            } else {
-                Err(ConfigError::Invalid {
-                    name: "WATCH_NAMESPACES",
-                    value: ns.to_owned(),
-                    expected: "expected a comma-separated list of namespace names".into(),
-                })
-            }
-        })
-        .collect()
+    let mut namespaces: Vec<String> = Vec::new();
+    for ns in value.split(',').map(str::trim).filter(|ns| !ns.is_empty()) {
+        if !is_dns_label(ns) {
+            return Err(ConfigError::Invalid {
+                name: "WATCH_NAMESPACES",
+                value: ns.to_owned(),
+                expected: "expected a comma-separated list of namespace names".into(),
+            });
+        }
+        if !namespaces.iter().any(|known| known == ns) {
+            namespaces.push(ns.to_owned());
+        }
+    }
+    Ok(namespaces)
 }
 
-fn required(value: Option<String>, name: &'static str) -> Result<String, ConfigError> {
-    value
-        .filter(|v| !v.is_empty())
-        .ok_or(ConfigError::MissingCredentials(name))
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// The spellings Go's `strconv.ParseBool` accepts, in any case.
@@ -265,8 +277,8 @@ mod tests {
     fn credentials_are_required() {
         let missing_both = Config::from_vars(Vec::new()).unwrap_err();
         assert_eq!(
-            missing_both,
-            ConfigError::MissingCredentials("BASIC_AUTH_USER")
+            missing_both.to_string(),
+            "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD must be set: webhook callers authenticate with HTTP basic auth"
         );
         let empty_password = Config::from_vars(vec![
             ("BASIC_AUTH_USER".to_string(), "u".to_string()),
@@ -275,7 +287,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             empty_password,
-            ConfigError::MissingCredentials("BASIC_AUTH_PASSWORD")
+            ConfigError::MissingCredentials("BASIC_AUTH_PASSWORD".into())
         );
         assert!(
             empty_password
@@ -342,6 +354,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.watch_namespaces, ["team-a", "team-b"]);
+        assert_eq!(
+            parse_namespaces("b,a,b, a").unwrap(),
+            ["b", "a"],
+            "each once"
+        );
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.http_port, 9000);
         assert_eq!(config.pod_namespace.as_deref(), Some("eso-refresher"));

@@ -219,6 +219,15 @@ impl IndexedSecret {
         }
     }
 
+    /// [`IndexedSecret::from_object`], logging what could not be understood.
+    pub fn read_logged(object: &DynamicObject) -> Option<IndexedSecret> {
+        let secret = Self::from_object(object)?;
+        for problem in &secret.problems {
+            tracing::warn!(external_secret = %secret.id, problem, "ExternalSecret only partly indexed");
+        }
+        Some(secret)
+    }
+
     pub fn matches_find(&self, key: &str) -> bool {
         self.finds.iter().any(|find| find.matches(key))
     }

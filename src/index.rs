@@ -2,8 +2,9 @@
 //! which ExternalSecrets a changed key concerns.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::external_secret::{IndexedSecret, SecretId, normalize_key};
 
@@ -100,20 +101,69 @@ impl RefreshIndex {
     }
 }
 
-/// The index as the watch and the webhook share it, with whether it has been filled yet.
-#[derive(Default)]
+/// Watch errors in a row, with none since, after which the index counts as out of date.
+/// Kubernetes' client retries with backoff (0.8 s, 1.6 s, 3.2 s, …), so this is a few seconds
+/// of failure, not one dropped connection.
+pub const FAILING_AFTER_ERRORS: u32 = 3;
+/// A watch that resumes without news yields no event; one whose last error is this old has
+/// recovered (the client's longest backoff is 30 s).
+pub const ERRORS_FORGOTTEN_AFTER: Duration = Duration::from_secs(90);
+
+/// The index as the watch and the webhook share it, with whether it can be trusted: filled by
+/// a first full list, and its watch not failing.
 pub struct SharedIndex {
     index: RwLock<RefreshIndex>,
     synced: AtomicBool,
+    errors_in_a_row: AtomicU32,
+    last_error_ms: AtomicU64,
+    started: Instant,
+}
+
+impl Default for SharedIndex {
+    fn default() -> Self {
+        SharedIndex {
+            index: RwLock::default(),
+            synced: AtomicBool::new(false),
+            errors_in_a_row: AtomicU32::new(0),
+            last_error_ms: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl SharedIndex {
+    /// Synced, and its watch is not failing.
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Acquire) && !self.is_failing()
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
 
     pub fn mark_synced(&self) {
         self.synced.store(true, Ordering::Release);
+    }
+
+    /// The watch's longest current run of errors (over all its scopes), and that one just
+    /// happened if `now_failed`.
+    pub fn record_watch_errors(&self, in_a_row: u32, now_failed: bool) {
+        if now_failed {
+            let since_start = self.started.elapsed().as_millis();
+            self.last_error_ms.store(
+                u64::try_from(since_start).unwrap_or(u64::MAX),
+                Ordering::Release,
+            );
+        }
+        self.errors_in_a_row.store(in_a_row, Ordering::Release);
+    }
+
+    fn is_failing(&self) -> bool {
+        if self.errors_in_a_row.load(Ordering::Acquire) < FAILING_AFTER_ERRORS {
+            return false;
+        }
+        let last = Duration::from_millis(self.last_error_ms.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(last) < ERRORS_FORGOTTEN_AFTER
     }
 
     /// Runs `f` on the index under the read lock. The lock is never held across an await.
@@ -207,12 +257,39 @@ mod tests {
     }
 
     #[test]
-    fn shared_index_starts_unsynced() {
+    fn shared_index_starts_unready() {
         let shared = SharedIndex::default();
-        assert!(!shared.is_synced());
+        assert!(!shared.is_ready());
         shared.write(|index| index.apply(secret("a", "b", &["k"])));
         shared.mark_synced();
-        assert!(shared.is_synced());
+        assert!(shared.is_ready());
         assert_eq!(shared.read(|index| index.len()), 1);
+    }
+
+    #[test]
+    fn a_failing_watch_makes_it_unready_until_it_recovers() {
+        let shared = SharedIndex::default();
+        shared.mark_synced();
+        shared.record_watch_errors(FAILING_AFTER_ERRORS - 1, true);
+        assert!(shared.is_ready(), "a blip is tolerated");
+        shared.record_watch_errors(FAILING_AFTER_ERRORS, true);
+        assert!(!shared.is_ready());
+        shared.record_watch_errors(0, false);
+        assert!(shared.is_ready(), "an event arrived");
+    }
+
+    #[test]
+    fn old_errors_are_forgotten() {
+        let shared = SharedIndex::default();
+        shared.mark_synced();
+        shared.record_watch_errors(FAILING_AFTER_ERRORS, false);
+        // The last error is at time 0, as if long ago: no error has been recorded since.
+        shared.last_error_ms.store(0, Ordering::Release);
+        let aged = Instant::now() - ERRORS_FORGOTTEN_AFTER - Duration::from_secs(1);
+        let shared = SharedIndex {
+            started: aged,
+            ..shared
+        };
+        assert!(shared.is_ready());
     }
 }

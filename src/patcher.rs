@@ -123,7 +123,9 @@ impl Patcher {
         match tokio::time::timeout(PATCH_TIMEOUT, api.patch(name, &params, &patch)).await {
             Err(_) => Err(PatchError::Timeout),
             Ok(Ok(_)) => Ok(Applied::Patched),
-            Ok(Err(kube::Error::Api(status))) if status.code == 404 => Ok(Applied::Gone),
+            Ok(Err(kube::Error::Api(status))) if is_object_not_found(&status, name) => {
+                Ok(Applied::Gone)
+            }
             Ok(Err(kube::Error::Api(status))) => Err(PatchError::Api {
                 code: status.code,
                 message: status.message,
@@ -131,6 +133,14 @@ impl Patcher {
             Ok(Err(other)) => Err(PatchError::Request(other.to_string())),
         }
     }
+}
+
+/// A 404 naming the object means it was deleted; any other 404 (the resource or version is no
+/// longer served) is a failure, not a refresh that happened.
+fn is_object_not_found(status: &kube::core::Status, name: &str) -> bool {
+    status.code == 404
+        && status.reason == "NotFound"
+        && status.details.as_ref().is_some_and(|d| d.name == name)
 }
 
 #[cfg(test)]

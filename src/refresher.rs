@@ -21,7 +21,7 @@ pub struct Refresher {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the ExternalSecret cache has not finished its first sync")]
+#[error("the ExternalSecret cache is not in sync with the cluster")]
 pub struct NotSynced;
 
 /// What a webhook did, returned to its sender.
@@ -90,7 +90,7 @@ impl RefreshReport {
 
 impl Refresher {
     pub async fn refresh(&self, changes: &[SecretChange]) -> Result<RefreshReport, NotSynced> {
-        if !self.index.is_synced() {
+        if !self.index.is_ready() {
             return Err(NotSynced);
         }
         let plan = self.index.read(|index| RefreshPlan::new(changes, index));

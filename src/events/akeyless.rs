@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{PayloadError, SecretChange};
+use crate::external_secret::normalize_key;
 
 /// Reads every event in `body`; one malformed event rejects the whole body, so the sender
 /// learns about it instead of having part of its batch silently dropped.
@@ -80,7 +81,7 @@ fn grouped_events(groups: &Value) -> Result<Vec<SecretChange>, PayloadError> {
 
 fn required_name(event: &Map<String, Value>, field: &str) -> Result<String, String> {
     match event.get(field) {
-        Some(Value::String(name)) if !name.trim().is_empty() => Ok(name.clone()),
+        Some(Value::String(name)) if !normalize_key(name).trim().is_empty() => Ok(name.clone()),
         Some(Value::String(_)) => Err(format!("{field} is empty")),
         Some(_) => Err(format!("{field} is not a string")),
         None => Err(format!("{field} is missing")),

@@ -17,7 +17,7 @@ pub enum ApiError {
     BadRequest(String),
     #[error("body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("the ExternalSecret cache is not synced yet; retry later")]
+    #[error("the ExternalSecret cache is not in sync with the cluster yet; retry later")]
     NotReady,
     #[error("no route for this path")]
     NotFound,

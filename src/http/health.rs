@@ -11,9 +11,11 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let index = &state.refresher.index;
-    if index.is_synced() {
+    if index.is_ready() {
         let count = index.read(|index| index.len());
         HttpResponse::Ok().json(json!({"status": "ready", "externalSecrets": count}))
+    } else if index.is_synced() {
+        HttpResponse::ServiceUnavailable().json(json!({"status": "watch failing"}))
     } else {
         HttpResponse::ServiceUnavailable().json(json!({"status": "syncing"}))
     }

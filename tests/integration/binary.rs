@@ -20,7 +20,10 @@ fn exits_with_one_clear_line_without_credentials() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("BASIC_AUTH_USER must be set"), "{stderr}");
+    assert!(
+        stderr.contains("BASIC_AUTH_USER and BASIC_AUTH_PASSWORD must be set"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -213,10 +213,16 @@ async fn resumes_after_the_watch_ends_and_relists_after_410_gone() {
     );
     let app = spawn_ready(&api, config()).await;
 
-    // The watch is cut; meanwhile history is compacted and objects change.
+    // The watch is cut and its first reconnect fails, so the changes below happen while it is
+    // away (the client backs off for most of a second) and history is compacted past them.
     api.clear_requests();
+    api.fail(
+        "GET",
+        "/apis/external-secrets.io/v1/externalsecrets",
+        500,
+        1,
+    );
     api.close_watches();
-    assert_eq!(api.open_watches(), 0);
     api.delete("ExternalSecret", Some("a"), "deleted-while-away");
     api.apply(
         external_secret("a", "added-while-away")
@@ -237,12 +243,83 @@ async fn resumes_after_the_watch_ends_and_relists_after_410_gone() {
     })
     .await;
     assert_eq!(api.open_watches(), 1, "watching again");
-    let relists = api
-        .requests()
+    let requests = api.requests();
+    let relists = requests
         .iter()
         .filter(|r| r.is_object_read() && r.path == "/apis/external-secrets.io/v1/externalsecrets")
         .count();
-    assert!(relists >= 1, "the 410 made it list again");
+    assert!(relists >= 1, "the 410 made it list again: {requests:#?}");
+}
+
+#[tokio::test]
+async fn lists_in_pages() {
+    let api = FakeApiServer::start().await;
+    for i in 0..1203 {
+        api.apply(
+            external_secret(&format!("ns-{}", i % 7), &format!("s-{i}"))
+                .with_key(&format!("/k/{i}"))
+                .build(),
+        );
+    }
+    let app = spawn_ready(&api, config()).await;
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["externalSecrets"], 1203);
+    let pages: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_object_read() && r.query.get("limit").is_some_and(|l| l == "500"))
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:#?}");
+    assert!(pages[1].query.contains_key("continue") && pages[2].query.contains_key("continue"));
+    let (status, report) = app.webhook(&akeyless_events(&["/k/1202", "/k/0"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["refreshed"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_watch_makes_it_unready_until_it_recovers() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "s").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+
+    // The API server goes away: the watch ends and three reconnects fail.
+    api.fail(
+        "GET",
+        "/apis/external-secrets.io/v1/externalsecrets",
+        500,
+        3,
+    );
+    api.close_watches();
+    wait_for("readiness to drop", || async {
+        app.get("/readyz").await.status() == 503
+    })
+    .await;
+    let response = app.post_webhook(akeyless_events(&["/k"]).to_string()).await;
+    assert_eq!(
+        response.status(),
+        503,
+        "no refresh decision from a stale index"
+    );
+    assert_eq!(response.headers()["retry-after"], "5");
+
+    // It comes back; the next event proves the watch works again.
+    api.apply(external_secret("a", "new").with_key("/k").build());
+    app.wait_ready().await;
+    let (status, report) = app.webhook(&akeyless_events(&["/k"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["refreshed"].as_array().unwrap().len(), 2, "{report}");
+}
+
+#[tokio::test]
+async fn a_namespace_named_twice_is_watched_once() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "s").with_key("/k").build());
+    let mut config = config();
+    config.watch_namespaces = eso_refresher::config::parse_namespaces("a, a,a").unwrap();
+    let app = spawn_ready(&api, config).await;
+    let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(api.open_watches(), 1);
 }
 
 #[tokio::test]

@@ -370,10 +370,28 @@ async fn an_external_secret_deleted_before_its_patch_is_not_a_failure() {
     let api = FakeApiServer::start().await;
     api.apply(external_secret("a", "doomed").with_key("/k").build());
     let app = spawn_ready(&api, config()).await;
-    api.fail("PATCH", "/externalsecrets/doomed", 404, 1);
+    api.delete_unannounced("ExternalSecret", Some("a"), "doomed");
     let (status, report) = app.webhook(&akeyless_events(&["/k"])).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["refreshed"][0]["gone"], true);
+}
+
+#[tokio::test]
+async fn a_404_for_a_resource_no_longer_served_is_a_failure() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "s").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+    api.stop_serving();
+    let (status, report) = app.webhook(&akeyless_events(&["/k"])).await;
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["failed"][0]["name"], "s");
+    assert!(
+        report["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{report}"
+    );
 }
 
 #[tokio::test]

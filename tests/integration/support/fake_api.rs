@@ -274,6 +274,22 @@ impl FakeApiServer {
         }
     }
 
+    /// Deletes an object without telling the watches, as when it is deleted between a watch
+    /// event and a patch.
+    pub fn delete_unannounced(&self, kind: &str, namespace: Option<&str>, name: &str) {
+        let key = (
+            plural_of(kind),
+            namespace.map(str::to_owned),
+            name.to_owned(),
+        );
+        self.lock().objects.remove(&key);
+    }
+
+    /// Stops serving every version of the group, as when ESO's CRDs are removed.
+    pub fn stop_serving(&self) {
+        self.lock().served.clear();
+    }
+
     pub fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let key = (
             plural_of(kind),
@@ -452,6 +468,17 @@ fn error(code: u16, reason: &str, message: &str) -> HttpResponse {
     json_response(code, status(code, reason, message))
 }
 
+/// The API server's answer for an object that does not exist: it names the object.
+fn not_found(target: &ResourcePath, name: &str) -> HttpResponse {
+    let mut body = status(
+        404,
+        "NotFound",
+        &format!("{}.{GROUP} \"{name}\" not found", target.plural),
+    );
+    body["details"] = json!({"name": name, "group": GROUP, "kind": target.plural});
+    json_response(404, body)
+}
+
 async fn handle(
     request: HttpRequest,
     body: Bytes,
@@ -481,7 +508,15 @@ async fn handle(
         body: parsed_body.clone(),
     });
     if let Some(code) = cluster.take_fault(&method, &path) {
-        return error(code, "InternalError", "injected fault");
+        let reason = match code {
+            403 => "Forbidden",
+            404 => "NotFound",
+            409 => "Conflict",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            _ => "InternalError",
+        };
+        return error(code, reason, "injected fault");
     }
 
     match (method.as_str(), path.as_str()) {
@@ -586,11 +621,7 @@ async fn handle(
             );
             match cluster.objects.get(&key) {
                 Some(object) => json_response(200, with_version(object.clone())),
-                None => error(
-                    404,
-                    "NotFound",
-                    &format!("{} \"{name}\" not found", target.plural),
-                ),
+                None => not_found(&target, name),
             }
         }
         ("PATCH", Some(name)) => {
@@ -607,11 +638,7 @@ async fn handle(
                 name.clone(),
             );
             let Some(mut object) = cluster.objects.get(&key).cloned() else {
-                return error(
-                    404,
-                    "NotFound",
-                    &format!("{} \"{name}\" not found", target.plural),
-                );
+                return not_found(&target, name);
             };
             let Some(patch) = parsed_body.filter(Value::is_object) else {
                 return error(400, "BadRequest", "patch body is not a JSON object");
