@@ -44,8 +44,12 @@ pub fn parse_documents(text: &str) -> Result<Vec<DynamicObject>, String> {
         .filter(|line| !line.trim_start().starts_with("{%"))
         .map(|line| format!("{line}\n"))
         .collect();
+    // The parser's default budget guards against hostile input (1,024 documents, 250,000
+    // nodes); these are the operator's own files, which may hold every ExternalSecret of a
+    // large cluster.
+    let options = serde_saphyr::options! { budget: None };
     let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&cleaned).map_err(|e| e.to_string())?;
+        serde_saphyr::from_multiple_with_options(&cleaned, options).map_err(|e| e.to_string())?;
     documents
         .into_iter()
         .filter(|document| !document.is_null())
@@ -66,6 +70,14 @@ mod tests {
         let objects = parse_documents(text).unwrap();
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[0].metadata.name.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn reads_more_documents_than_the_default_budget() {
+        let doc =
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: a\n";
+        let text = vec![doc; 3000].join("---\n");
+        assert_eq!(parse_documents(&text).unwrap().len(), 3000);
     }
 
     #[test]
