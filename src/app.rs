@@ -13,12 +13,15 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::cache_buster::CacheBuster;
 use crate::cluster;
-use crate::config::Config;
+use crate::config::{Config, TlsFiles};
+use crate::dedupe::SeenEvents;
 use crate::external_secret::IndexedSecret;
-use crate::http::{AppState, BasicCredentials, routes};
+use crate::follow_up::FollowUp;
+use crate::http::{AppState, AuthThrottle, BasicCredentials, count_requests, routes};
 use crate::index::SharedIndex;
 use crate::manifests;
-use crate::patcher::{ClusterPatcher, Patcher};
+use crate::metrics::Metrics;
+use crate::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::refresher::Refresher;
 
 /// How long in-flight requests may take to finish once shutdown starts.
@@ -26,6 +29,29 @@ const HTTP_SHUTDOWN_SECONDS: u64 = 10;
 /// How long pending cache-buster patches may take after the server has stopped. Together
 /// with the above this stays below Kubernetes' default 30 s termination grace period.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// How long a client may take to send a request's head.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the PEM certificate chain and private key into a TLS configuration.
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let failed = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        Error::Tls(format!("{}: {e}", what.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| failed(&files.cert, &e))?;
+    if certs.is_empty() {
+        return Err(failed(&files.cert, &"no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| failed(&files.key, &e))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| failed(&files.key, &e))
+}
 
 /// Where the ExternalSecrets come from.
 pub enum Source {
@@ -49,8 +75,9 @@ impl Application {
     /// background and the service reports ready when it is synced.
     pub async fn build(config: Config, source: Source) -> Result<Application, Error> {
         let index = Arc::new(SharedIndex::default());
+        let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
-        let (patcher, watch) = match source {
+        let (patcher, watch, events_client) = match source {
             Source::Manifests(dir) => {
                 let objects = manifests::load_dir(&dir)?;
                 index.write(|index| {
@@ -62,7 +89,7 @@ impl Application {
                     count = index.read(|i| i.len()),
                     "serving ExternalSecrets from manifests (dry run: nothing is patched)"
                 );
-                (Patcher::DryRun, None)
+                (Destination::DryRun, None, None)
             }
             Source::Cluster(client) => {
                 let apis = cluster::discover(&client).await?;
@@ -74,19 +101,21 @@ impl Application {
                     config.pod_namespace.as_deref(),
                 )
                 .await?;
+                let events_client = client.clone();
                 let watch = tokio::spawn(cluster::watch(
                     client.clone(),
                     apis.external_secrets.clone(),
                     scopes,
                     index.clone(),
+                    metrics.clone(),
                     shutdown.clone(),
                 ));
-                let patcher = Patcher::Cluster(Box::new(ClusterPatcher {
+                let patcher = Destination::Cluster(Box::new(ClusterPatcher {
                     client,
                     external_secrets: apis.external_secrets,
                     cluster_external_secrets: apis.cluster_external_secrets,
                 }));
-                (patcher, Some(watch))
+                (patcher, Some(watch), Some(events_client))
             }
         };
 
@@ -95,15 +124,26 @@ impl Application {
                 &config.basic_auth_user,
                 &config.basic_auth_password,
             ),
+            throttle: AuthThrottle::new(config.auth_failures_per_minute),
             refresher: Refresher {
-                index,
-                patcher: Arc::new(patcher),
-                stamps: Arc::default(),
+                index: index.clone(),
+                seen: SeenEvents::new(config.dedupe_window),
+                patcher: Patcher::new(patcher, metrics.clone()),
                 cache_buster: config
                     .cache_buster
                     .map(|wait| CacheBuster::new(wait, shutdown.clone())),
+                follow_up: FollowUp::new(
+                    events_client,
+                    config.confirm_timeout,
+                    index.clone(),
+                    metrics.clone(),
+                ),
+                metrics: metrics.clone(),
             },
+            metrics,
             max_body_bytes: config.max_body_bytes,
+            max_events: config.max_events,
+            trust_forwarded_for: config.trust_forwarded_for,
         });
 
         let listener =
@@ -113,13 +153,22 @@ impl Application {
             })?;
         let port = listener.local_addr().map_err(Error::Io)?.port();
         let server_state = state.clone();
-        let server =
-            HttpServer::new(move || App::new().app_data(server_state.clone()).configure(routes))
-                .shutdown_timeout(HTTP_SHUTDOWN_SECONDS)
-                .listen(listener)
-                .map_err(Error::Io)?
-                .run();
-        tracing::info!(port, "listening");
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(server_state.clone())
+                .wrap(actix_web::middleware::from_fn(count_requests))
+                .configure(routes)
+        })
+        .shutdown_timeout(HTTP_SHUTDOWN_SECONDS)
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .client_disconnect_timeout(Duration::from_secs(1));
+        let server = match &config.tls {
+            Some(files) => server.listen_rustls_0_23(listener, tls_config(files)?),
+            None => server.listen(listener),
+        }
+        .map_err(Error::Io)?
+        .run();
+        tracing::info!(port, tls = config.tls.is_some(), "listening");
 
         Ok(Application {
             server,

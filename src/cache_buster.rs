@@ -10,7 +10,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::patcher::{Applied, Patcher};
 use crate::plan::PatchTarget;
-use crate::stamp::Stamps;
 
 pub struct CacheBuster {
     wait: Duration,
@@ -44,7 +43,7 @@ impl CacheBuster {
         self.pending.load(Ordering::Acquire)
     }
 
-    pub fn schedule(&self, targets: Vec<PatchTarget>, patcher: Arc<Patcher>, stamps: Arc<Stamps>) {
+    pub fn schedule(&self, targets: Vec<PatchTarget>, patcher: Arc<Patcher>) {
         if targets.is_empty() {
             return;
         }
@@ -58,7 +57,7 @@ impl CacheBuster {
                     tracing::info!(count, "shutting down: sending pending cache-buster patches now");
                 }
             }
-            for (target, result) in patcher.patch_all(targets, &stamps).await {
+            for (target, result) in patcher.patch_all(targets, None).await {
                 match result {
                     Ok(Applied::Gone) => tracing::info!(%target, "cache buster: object is gone"),
                     Ok(_) => tracing::debug!(%target, "cache buster: patched"),
@@ -96,6 +95,10 @@ mod tests {
     use super::*;
     use crate::external_secret::SecretId;
 
+    fn dry_run() -> Arc<Patcher> {
+        Patcher::new(crate::patcher::Destination::DryRun, Arc::default())
+    }
+
     fn targets(n: usize) -> Vec<PatchTarget> {
         (0..n)
             .map(|i| PatchTarget::ExternalSecret(SecretId::new("ns", &format!("s{i}"))))
@@ -105,7 +108,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn patches_after_the_wait() {
         let buster = CacheBuster::new(Duration::from_secs(2), CancellationToken::new());
-        buster.schedule(targets(3), Arc::new(Patcher::DryRun), Arc::default());
+        buster.schedule(targets(3), dry_run());
         assert_eq!(buster.pending(), 3);
         tokio::time::sleep(Duration::from_millis(1900)).await;
         assert_eq!(buster.pending(), 3, "still waiting");
@@ -117,7 +120,7 @@ mod tests {
     async fn shutdown_sends_pending_patches_at_once() {
         let shutdown = CancellationToken::new();
         let buster = CacheBuster::new(Duration::from_secs(3600), shutdown.clone());
-        buster.schedule(targets(2), Arc::new(Patcher::DryRun), Arc::default());
+        buster.schedule(targets(2), dry_run());
         shutdown.cancel();
         let started = tokio::time::Instant::now();
         assert_eq!(buster.drain(Duration::from_secs(5)).await, 0);
@@ -128,7 +131,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn drain_reports_what_it_could_not_send() {
         let buster = CacheBuster::new(Duration::from_secs(3600), CancellationToken::new());
-        buster.schedule(targets(4), Arc::new(Patcher::DryRun), Arc::default());
+        buster.schedule(targets(4), dry_run());
         assert_eq!(buster.drain(Duration::from_secs(1)).await, 4);
     }
 }

@@ -12,8 +12,11 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::external_secret::{IndexedSecret, SecretId};
 use crate::index::SharedIndex;
+use crate::metrics::Metrics;
 
 pub const GROUP: &str = "external-secrets.io";
+/// For every request but the watch, which is long-lived by design.
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Preferred first: current ESO serves only v1.
 const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
@@ -25,8 +28,9 @@ pub struct ClusterApis {
 
 /// Asks the API server which versions of external-secrets.io it serves.
 pub async fn discover(client: &kube::Client) -> Result<ClusterApis, Error> {
-    let group = kube::discovery::group(client, GROUP)
+    let group = tokio::time::timeout(API_TIMEOUT, kube::discovery::group(client, GROUP))
         .await
+        .map_err(|_| Error::Timeout("discovery of external-secrets.io"))?
         .map_err(|e| match e {
             kube::Error::Discovery(_) => Error::NotServed,
             other => Error::Kube(other),
@@ -68,7 +72,13 @@ pub async fn watch_scopes(
         return Ok(namespaces.iter().cloned().map(Some).collect());
     }
     let everywhere: Api<DynamicObject> = Api::all_with(client.clone(), resource);
-    match everywhere.list(&ListParams::default().limit(1)).await {
+    let probe = tokio::time::timeout(
+        API_TIMEOUT,
+        everywhere.list(&ListParams::default().limit(1)),
+    )
+    .await
+    .map_err(|_| Error::Timeout("listing ExternalSecrets"))?;
+    match probe {
         Ok(_) => Ok(vec![None]),
         Err(kube::Error::Api(status)) if status.code == 403 => {
             let namespace = own_namespace.unwrap_or_else(|| client.default_namespace());
@@ -90,6 +100,7 @@ pub async fn watch(
     resource: ApiResource,
     scopes: Vec<Scope>,
     index: Arc<SharedIndex>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let streams = scopes.iter().map(|scope| {
@@ -116,6 +127,7 @@ pub async fn watch(
         let Some((scope, event)) = next else { break };
         let failed = event.is_err();
         if failed {
+            metrics.watch_errors.inc();
             *errors_in_a_row.entry(scope.clone()).or_default() += 1;
         } else {
             errors_in_a_row.remove(&scope);

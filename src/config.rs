@@ -11,10 +11,13 @@ use crate::duration;
 pub const DEFAULT_CACHE_BUSTER_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_HTTP_PORT: u16 = 8000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_EVENTS: usize = 1000;
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 18] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -25,6 +28,14 @@ pub const VARIABLES: [&str; 10] = [
     "MAX_BODY_BYTES",
     "LOG_FORMAT",
     "RUST_LOG",
+    "MAX_EVENTS",
+    "DEDUPE_WINDOW",
+    "AUTH_FAILURES_PER_MINUTE",
+    "TRUST_FORWARDED_FOR",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
+    "CONFIRM_TIMEOUT",
+    "POD_NAME",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +57,24 @@ pub struct Config {
     /// The service's own namespace, used when listing across namespaces is forbidden.
     pub pod_namespace: Option<String>,
     pub max_body_bytes: usize,
+    /// Events accepted in one request.
+    pub max_events: usize,
+    /// How long an event id is remembered; zero turns de-duplication off.
+    pub dedupe_window: Duration,
+    /// Failed authentications one client may make per minute before it is answered 429.
+    pub auth_failures_per_minute: u32,
+    /// Take the client address from X-Forwarded-For / Forwarded (behind an ingress).
+    pub trust_forwarded_for: bool,
+    /// Certificate chain and private key (PEM) to serve HTTPS instead of HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Follow each refresh until ESO reports it, for at most this long.
+    pub confirm_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Config {
@@ -59,6 +88,12 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("pod_namespace", &self.pod_namespace)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_events", &self.max_events)
+            .field("dedupe_window", &self.dedupe_window)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("tls", &self.tls)
+            .field("confirm_timeout", &self.confirm_timeout)
             .finish()
     }
 }
@@ -91,6 +126,13 @@ struct RawConfig {
     log_format: Option<String>,
     pod_namespace: Option<String>,
     max_body_bytes: Option<String>,
+    max_events: Option<String>,
+    dedupe_window: Option<String>,
+    auth_failures_per_minute: Option<String>,
+    trust_forwarded_for: Option<String>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
+    confirm_timeout: Option<String>,
 }
 
 impl Config {
@@ -185,6 +227,47 @@ impl Config {
                 })?,
         };
 
+        let max_events = positive(raw.max_events, "MAX_EVENTS", "a positive number of events")?
+            .unwrap_or(DEFAULT_MAX_EVENTS);
+        let auth_failures_per_minute = positive(
+            raw.auth_failures_per_minute,
+            "AUTH_FAILURES_PER_MINUTE",
+            "a positive number",
+        )?
+        .map_or(Ok(DEFAULT_AUTH_FAILURES_PER_MINUTE), |n| {
+            u32::try_from(n).map_err(|_| ConfigError::Invalid {
+                name: "AUTH_FAILURES_PER_MINUTE",
+                value: n.to_string(),
+                expected: "expected a smaller number".into(),
+            })
+        })?;
+        let dedupe_window =
+            duration_setting(raw.dedupe_window, "DEDUPE_WINDOW")?.unwrap_or(DEFAULT_DEDUPE_WINDOW);
+        let confirm_timeout =
+            duration_setting(raw.confirm_timeout, "CONFIRM_TIMEOUT")?.filter(|d| !d.is_zero());
+        let trust_forwarded_for = match raw.trust_forwarded_for.as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
+                name: "TRUST_FORWARDED_FOR",
+                value: value.to_owned(),
+                expected: "expected true or false".into(),
+            })?,
+        };
+        let tls = match (given(raw.tls_cert_file), given(raw.tls_key_file)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "TLS_CERT_FILE",
+                    value: String::new(),
+                    expected: "TLS_CERT_FILE and TLS_KEY_FILE go together".into(),
+                });
+            }
+        };
+
         let pod_namespace = raw
             .pod_namespace
             .map(|ns| ns.trim().to_owned())
@@ -199,6 +282,12 @@ impl Config {
             log_format,
             pod_namespace,
             max_body_bytes,
+            max_events,
+            dedupe_window,
+            auth_failures_per_minute,
+            trust_forwarded_for,
+            tls,
+            confirm_timeout,
         };
         Ok((config, warnings))
     }
@@ -221,6 +310,42 @@ pub fn parse_namespaces(value: &str) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(namespaces)
+}
+
+fn positive(
+    value: Option<String>,
+    name: &'static str,
+    what: &str,
+) -> Result<Option<usize>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid {
+                name,
+                value: text.to_owned(),
+                expected: format!("expected {what}"),
+            }),
+    }
+}
+
+fn duration_setting(
+    value: Option<String>,
+    name: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => duration::parse(text)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid {
+                name,
+                value: text.to_owned(),
+                expected: e.to_string(),
+            }),
+    }
 }
 
 fn given(value: Option<String>) -> Option<String> {
@@ -271,6 +396,12 @@ mod tests {
         assert!(config.watch_namespaces.is_empty());
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.max_events, 1000);
+        assert_eq!(config.dedupe_window, Duration::from_secs(600));
+        assert_eq!(config.auth_failures_per_minute, 10);
+        assert!(!config.trust_forwarded_for);
+        assert_eq!(config.tls, None);
+        assert_eq!(config.confirm_timeout, None);
     }
 
     #[test]
@@ -338,6 +469,12 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("WATCH_NAMESPACES", "team-a,Team_B"),
             ("MAX_BODY_BYTES", "0"),
+            ("MAX_EVENTS", "-1"),
+            ("DEDUPE_WINDOW", "ten minutes"),
+            ("AUTH_FAILURES_PER_MINUTE", "0"),
+            ("TRUST_FORWARDED_FOR", "sometimes"),
+            ("TLS_CERT_FILE", "/only/the/cert.pem"),
+            ("CONFIRM_TIMEOUT", "soon"),
         ] {
             let err = read(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}: {err}");
@@ -366,11 +503,12 @@ mod tests {
 
     #[test]
     fn variables_lists_exactly_what_is_read() {
-        // RUST_LOG is read by the log filter; every other name must be a field read here.
+        // RUST_LOG is read by the log filter and POD_NAME by the Event recorder; every other
+        // name must be a field read here.
         let read: Vec<&str> = VARIABLES
             .iter()
             .copied()
-            .filter(|v| *v != "RUST_LOG")
+            .filter(|v| !["RUST_LOG", "POD_NAME"].contains(v))
             .collect();
         let raw: RawConfig =
             envy::from_iter(read.iter().map(|v| (v.to_string(), "x".to_string()))).unwrap();
@@ -380,6 +518,29 @@ mod tests {
         for name in read {
             assert_eq!(fields[&name.to_lowercase()], "x", "{name} is not read");
         }
+    }
+
+    #[test]
+    fn reliability_settings() {
+        let (config, _) = read(&[
+            ("MAX_EVENTS", "50"),
+            ("DEDUPE_WINDOW", "0s"),
+            ("AUTH_FAILURES_PER_MINUTE", "3"),
+            ("TRUST_FORWARDED_FOR", "true"),
+            ("TLS_CERT_FILE", "/tls/tls.crt"),
+            ("TLS_KEY_FILE", "/tls/tls.key"),
+            ("CONFIRM_TIMEOUT", "2m"),
+        ])
+        .unwrap();
+        assert_eq!(config.max_events, 50);
+        assert!(config.dedupe_window.is_zero());
+        assert_eq!(config.auth_failures_per_minute, 3);
+        assert!(config.trust_forwarded_for);
+        assert_eq!(
+            config.tls.unwrap().key,
+            std::path::PathBuf::from("/tls/tls.key")
+        );
+        assert_eq!(config.confirm_timeout, Some(Duration::from_secs(120)));
     }
 
     #[test]

@@ -41,6 +41,19 @@ pub fn normalize_key(key: &str) -> &str {
     key.trim_start_matches('/')
 }
 
+/// Why a matched ExternalSecret is not patched: a stable code (for metrics) and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipReason {
+    pub code: &'static str,
+    pub text: String,
+}
+
+impl SkipReason {
+    fn new(code: &'static str, text: String) -> Self {
+        SkipReason { code, text }
+    }
+}
+
 /// A `dataFrom[].find` selector: every secret under `path` whose name matches `regexp`.
 #[derive(Debug, Clone)]
 pub struct FindRule {
@@ -79,11 +92,14 @@ pub struct IndexedSecret {
     pub keys: Vec<String>,
     pub finds: Vec<FindRule>,
     /// Why it is not patched: opted out, or ESO would ignore a metadata change.
-    pub skip_reason: Option<String>,
+    pub skip_reason: Option<SkipReason>,
     /// The ClusterExternalSecret that controls this object and overwrites its annotations.
     pub parent: Option<String>,
     /// What could not be understood in the object (reported, never fatal).
     pub problems: Vec<String>,
+    /// ESO's last sync (`status.refreshTime`) and whether it left the object Ready.
+    pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub ready: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,8 +171,22 @@ impl IndexedSecret {
             .as_ref()
             .and_then(|a| a.get(IGNORE_ANNOTATION))
             .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+        let status = &object.data["status"];
+        secret.refreshed_at = status["refreshTime"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        secret.ready = status["conditions"].as_array().and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| c["status"] == "True")
+        });
         if opted_out {
-            secret.skip_reason = Some(format!("opted out by annotation {IGNORE_ANNOTATION}"));
+            secret.skip_reason = Some(SkipReason::new(
+                "opted_out",
+                format!("opted out by annotation {IGNORE_ANNOTATION}"),
+            ));
         }
         Some(secret)
     }
@@ -216,6 +246,8 @@ impl IndexedSecret {
             ),
             parent,
             problems,
+            refreshed_at: None,
+            ready: None,
         }
     }
 
@@ -236,20 +268,22 @@ impl IndexedSecret {
 /// ESO re-syncs on a metadata change only when it refreshes at all: never for `CreatedOnce`,
 /// and not for a periodic refresh whose interval is zero (ESO treats "0s" as "sync once").
 /// An unset interval means ESO's default of one hour.
-fn skip_reason(policy: Option<&str>, interval: Option<&str>) -> Option<String> {
+fn skip_reason(policy: Option<&str>, interval: Option<&str>) -> Option<SkipReason> {
+    let zero_interval = |text: &str| {
+        SkipReason::new(
+            "zero_interval",
+            format!("refreshInterval is {text}: ESO does not re-sync it"),
+        )
+    };
     match policy {
-        Some("CreatedOnce") => {
-            Some("refreshPolicy is CreatedOnce: ESO ignores metadata changes".to_owned())
-        }
+        Some("CreatedOnce") => Some(SkipReason::new(
+            "created_once",
+            "refreshPolicy is CreatedOnce: ESO ignores metadata changes".to_owned(),
+        )),
         Some("OnChange") => None,
         _ => match interval.map(duration::parse) {
-            Some(Ok(d)) if d.is_zero() => Some(format!(
-                "refreshInterval is {}: ESO does not re-sync it",
-                interval.unwrap_or_default()
-            )),
-            Some(Err(DurationError::Negative(text))) => Some(format!(
-                "refreshInterval is {text}: ESO does not re-sync it"
-            )),
+            Some(Ok(d)) if d.is_zero() => Some(zero_interval(interval.unwrap_or_default())),
+            Some(Err(DurationError::Negative(text))) => Some(zero_interval(&text)),
             _ => None,
         },
     }
@@ -338,7 +372,7 @@ pub(crate) mod tests {
 
     #[test]
     fn refresh_rules_follow_eso() {
-        let reason = |spec| indexed(spec).skip_reason;
+        let reason = |spec| indexed(spec).skip_reason.map(|r| r.text);
         assert!(
             reason(json!({"refreshPolicy": "CreatedOnce"}))
                 .unwrap()
@@ -374,7 +408,9 @@ pub(crate) mod tests {
             .unwrap()
             .skip_reason
         };
-        assert!(with("true").unwrap().contains("eso-refresher/ignore"));
+        let reason = with("true").unwrap();
+        assert_eq!(reason.code, "opted_out");
+        assert!(reason.text.contains("eso-refresher/ignore"));
         assert!(with("True").is_some());
         assert_eq!(with("false"), None);
         assert_eq!(with(""), None);

@@ -78,6 +78,10 @@ impl RefreshIndex {
         }
     }
 
+    pub fn get(&self, id: &SecretId) -> Option<Arc<IndexedSecret>> {
+        self.secrets.get(id).cloned()
+    }
+
     /// The ExternalSecrets that reference `key`, each once, in a stable order.
     pub fn lookup(&self, key: &str) -> Vec<Arc<IndexedSecret>> {
         let key = normalize_key(key);
@@ -113,6 +117,8 @@ pub const ERRORS_FORGOTTEN_AFTER: Duration = Duration::from_secs(90);
 /// a first full list, and its watch not failing.
 pub struct SharedIndex {
     index: RwLock<RefreshIndex>,
+    /// Bumped on every write, for those waiting for an object to change.
+    changes: tokio::sync::watch::Sender<u64>,
     synced: AtomicBool,
     errors_in_a_row: AtomicU32,
     last_error_ms: AtomicU64,
@@ -123,6 +129,7 @@ impl Default for SharedIndex {
     fn default() -> Self {
         SharedIndex {
             index: RwLock::default(),
+            changes: tokio::sync::watch::Sender::new(0),
             synced: AtomicBool::new(false),
             errors_in_a_row: AtomicU32::new(0),
             last_error_ms: AtomicU64::new(0),
@@ -176,11 +183,20 @@ impl SharedIndex {
     }
 
     pub fn write<T>(&self, f: impl FnOnce(&mut RefreshIndex) -> T) -> T {
-        let mut guard = self
-            .index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut guard)
+        let result = {
+            let mut guard = self
+                .index
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        };
+        self.changes.send_modify(|generation| *generation += 1);
+        result
+    }
+
+    /// Wakes on every write after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
 
@@ -197,6 +213,8 @@ mod tests {
             skip_reason: None,
             parent: None,
             problems: Vec::new(),
+            refreshed_at: None,
+            ready: None,
         }
     }
 

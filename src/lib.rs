@@ -9,12 +9,15 @@ pub mod app;
 pub mod cache_buster;
 pub mod cluster;
 pub mod config;
+pub mod dedupe;
 pub mod duration;
 pub mod events;
 pub mod external_secret;
+pub mod follow_up;
 pub mod http;
 pub mod index;
 pub mod manifests;
+pub mod metrics;
 pub mod patcher;
 pub mod plan;
 pub mod rbac;
@@ -37,6 +40,10 @@ pub enum Error {
     Manifests(String),
     #[error("cannot listen on port {port}: {source}")]
     Bind { port: u16, source: std::io::Error },
+    #[error("no answer from the API server in time: {0}")]
+    Timeout(&'static str),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Io(std::io::Error),
 }

@@ -1,12 +1,19 @@
 //! Applies the annotation patches that make ESO re-sync: a JSON merge patch of
-//! `metadata.annotations` only, never a full update.
+//! `metadata.annotations` only, never a full update. Transient API errors are retried with
+//! backoff within a time budget, and concurrent requests for one object are coalesced.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use futures::{StreamExt, stream};
+use backon::{ExponentialBuilder, Retryable};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt, stream};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::metrics::{ErrorLabels, KindLabels, Metrics};
 use crate::plan::PatchTarget;
 use crate::stamp::Stamps;
 
@@ -18,10 +25,23 @@ pub const FIELD_MANAGER: &str = "eso-refresher";
 
 /// Patches sent at once; enough to hide API latency without flooding the API server.
 const CONCURRENT_PATCHES: usize = 16;
-const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// One attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// All attempts of one patch, so a webhook is answered well within a sender's own timeout.
+const RETRY_BUDGET: Duration = Duration::from_secs(20);
+
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_factor(2.0)
+        .with_jitter()
+        .with_max_times(5)
+        .with_total_delay(Some(Duration::from_secs(8)))
+}
 
 /// Where patches go: the cluster, or nowhere (when running from manifest files).
-pub enum Patcher {
+pub enum Destination {
     Cluster(Box<ClusterPatcher>),
     DryRun,
 }
@@ -33,25 +53,68 @@ pub struct ClusterPatcher {
     pub cluster_external_secrets: Option<ApiResource>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
-    Patched,
+    /// With a reference to the patched object, for Events about it.
+    Patched(Box<ObjectReference>),
     /// The object was deleted after it was indexed: nothing left to refresh.
     Gone,
     /// Dry run: the merge patch that would have been sent.
     WouldPatch(Value),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PatchError {
     #[error("API server answered {code}: {message}")]
     Api { code: u16, message: String },
     #[error("request failed: {0}")]
     Request(String),
-    #[error("no answer within {}s", PATCH_TIMEOUT.as_secs())]
+    #[error("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())]
     Timeout,
+    #[error("gave up after {secs}s of retries: {0}", secs = RETRY_BUDGET.as_secs())]
+    OutOfTime(String),
     #[error("the API server does not serve ClusterExternalSecrets")]
     NotServed,
+}
+
+impl PatchError {
+    /// Worth another attempt: throttling, conflicts, server errors, no answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PatchError::Api { code, .. } => matches!(code, 409 | 429 | 500..=599),
+            PatchError::Request(_) | PatchError::Timeout => true,
+            PatchError::OutOfTime(_) | PatchError::NotServed => false,
+        }
+    }
+
+    /// A bounded label for metrics.
+    fn label(&self) -> String {
+        match self {
+            PatchError::Api { code, .. } => format!("http_{code}"),
+            PatchError::Request(_) => "request".into(),
+            PatchError::Timeout | PatchError::OutOfTime(_) => "timeout".into(),
+            PatchError::NotServed => "not_served".into(),
+        }
+    }
+}
+
+pub type Outcome = Result<Applied, PatchError>;
+type SharedOutcome = Shared<BoxFuture<'static, Outcome>>;
+
+/// The patch being sent for one target, and at most one more queued behind it.
+struct Flight {
+    running: SharedOutcome,
+    queued: Option<SharedOutcome>,
+}
+
+pub struct Patcher {
+    destination: Destination,
+    metrics: Arc<Metrics>,
+    stamps: Arc<Stamps>,
+    flights: Mutex<HashMap<PatchTarget, Flight>>,
+    /// Patches run here, not on the HTTP worker that asked for them: they must finish (and
+    /// clear their flight) even if that request is dropped or the server stops.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The merge patch for `target`, with `stamp` as its fresh value.
@@ -69,34 +132,175 @@ pub fn patch_body(target: &PatchTarget, stamp: &str) -> Value {
 }
 
 impl Patcher {
-    pub fn is_dry_run(&self) -> bool {
-        matches!(self, Patcher::DryRun)
+    /// Must be called on the runtime that outlives the HTTP server.
+    pub fn new(destination: Destination, metrics: Arc<Metrics>) -> Arc<Patcher> {
+        Arc::new(Patcher {
+            destination,
+            metrics,
+            stamps: Arc::default(),
+            flights: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
+        })
     }
 
-    /// Patches each target with a stamp of its own, a few at a time.
+    pub fn is_dry_run(&self) -> bool {
+        matches!(self.destination, Destination::DryRun)
+    }
+
+    /// Patches each target, a few at a time. A target already being patched for another
+    /// request gets one more patch after that one (shared by every request that arrives
+    /// meanwhile), so a burst of events costs at most two patches per object and a lone
+    /// event waits for nothing.
+    ///
+    /// Targets not patched by `deadline` are reported as failed; their patches go on.
     pub async fn patch_all(
-        &self,
+        self: &Arc<Self>,
         targets: impl IntoIterator<Item = PatchTarget>,
-        stamps: &Stamps,
-    ) -> Vec<(PatchTarget, Result<Applied, PatchError>)> {
+        deadline: Option<tokio::time::Instant>,
+    ) -> Vec<(PatchTarget, Outcome)> {
         stream::iter(targets)
-            .map(|target| async move {
-                let result = self.patch(&target, &stamps.next()).await;
-                (target, result)
+            .map(|target| {
+                let patcher = self.clone();
+                async move {
+                    let Some(deadline) = deadline else {
+                        let flight = patcher.join(target.clone());
+                        return (target, flight.await);
+                    };
+                    if tokio::time::Instant::now() >= deadline {
+                        return (
+                            target,
+                            Err(PatchError::OutOfTime(
+                                "not started before the webhook's deadline".into(),
+                            )),
+                        );
+                    }
+                    let flight = patcher.join(target.clone());
+                    match tokio::time::timeout_at(deadline, flight).await {
+                        Ok(outcome) => (target, outcome),
+                        Err(_) => (
+                            target,
+                            Err(PatchError::OutOfTime(
+                                "not done by the webhook's deadline".into(),
+                            )),
+                        ),
+                    }
+                }
             })
             .buffer_unordered(CONCURRENT_PATCHES)
             .collect()
             .await
     }
 
-    pub async fn patch(&self, target: &PatchTarget, stamp: &str) -> Result<Applied, PatchError> {
+    fn join(self: &Arc<Self>, target: PatchTarget) -> SharedOutcome {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        match flights.get_mut(&target) {
+            None => {
+                let running = self.spawn(target.clone(), None);
+                flights.insert(
+                    target,
+                    Flight {
+                        running: running.clone(),
+                        queued: None,
+                    },
+                );
+                running
+            }
+            Some(flight) => match &flight.queued {
+                Some(queued) => queued.clone(),
+                None => {
+                    let queued = self.spawn(target, Some(flight.running.clone()));
+                    flight.queued = Some(queued.clone());
+                    queued
+                }
+            },
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, target: PatchTarget, after: Option<SharedOutcome>) -> SharedOutcome {
+        let patcher = self.clone();
+        let task = self.runtime.spawn(async move {
+            if let Some(previous) = after {
+                let _ = previous.await;
+            }
+            let outcome = patcher.patch_with_retries(&target).await;
+            patcher.land(&target);
+            outcome
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(PatchError::Request(format!("patch task failed: {e}"))))
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// The running patch for `target` is done: the queued one, if any, becomes the running one.
+    fn land(&self, target: &PatchTarget) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = flights.get_mut(target) {
+            match flight.queued.take() {
+                Some(queued) => flight.running = queued,
+                None => {
+                    flights.remove(target);
+                }
+            }
+        }
+    }
+
+    async fn patch_with_retries(&self, target: &PatchTarget) -> Outcome {
+        let started = Instant::now();
+        // One stamp for every attempt: an attempt that timed out may have landed, and
+        // writing the same value again changes nothing.
+        let stamp = self.stamps.next();
+        let attempts = (|| self.patch_once(target, &stamp))
+            .retry(backoff())
+            .sleep(tokio::time::sleep)
+            .when(PatchError::is_transient)
+            .notify(|error, wait| {
+                self.metrics.patch_retries.inc();
+                tracing::warn!(%target, %error, retry_in_ms = wait.as_millis() as u64, "patch failed; retrying");
+            });
+        let outcome = match tokio::time::timeout(RETRY_BUDGET, attempts).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(PatchError::OutOfTime(
+                "the last attempt did not finish".into(),
+            )),
+        };
+        self.metrics
+            .patch_duration
+            .observe(started.elapsed().as_secs_f64());
+        match &outcome {
+            Ok(Applied::Patched(_) | Applied::WouldPatch(_)) => {
+                let kind = match target {
+                    PatchTarget::ExternalSecret(_) => "ExternalSecret",
+                    PatchTarget::ClusterExternalSecret(_) => "ClusterExternalSecret",
+                };
+                self.metrics
+                    .patched
+                    .get_or_create(&KindLabels { kind })
+                    .inc();
+            }
+            Ok(Applied::Gone) => {}
+            Err(error) => {
+                self.metrics
+                    .patch_failures
+                    .get_or_create(&ErrorLabels {
+                        error: error.label(),
+                    })
+                    .inc();
+            }
+        }
+        outcome
+    }
+
+    async fn patch_once(&self, target: &PatchTarget, stamp: &str) -> Outcome {
         let body = patch_body(target, stamp);
-        let cluster = match self {
-            Patcher::DryRun => {
+        let cluster = match &self.destination {
+            Destination::DryRun => {
                 tracing::info!(%target, patch = %body, "dry run: would patch");
                 return Ok(Applied::WouldPatch(body));
             }
-            Patcher::Cluster(cluster) => cluster,
+            Destination::Cluster(cluster) => cluster,
         };
         let (api, name): (Api<DynamicObject>, &str) = match target {
             PatchTarget::ExternalSecret(id) => (
@@ -120,9 +324,12 @@ impl Patcher {
             ..PatchParams::default()
         };
         let patch = Patch::Merge(&body);
-        match tokio::time::timeout(PATCH_TIMEOUT, api.patch(name, &params, &patch)).await {
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, api.patch(name, &params, &patch)).await {
             Err(_) => Err(PatchError::Timeout),
-            Ok(Ok(_)) => Ok(Applied::Patched),
+            Ok(Ok(object)) => Ok(Applied::Patched(Box::new(object_reference(
+                &object,
+                resource_of(cluster, target),
+            )))),
             Ok(Err(kube::Error::Api(status))) if is_object_not_found(&status, name) => {
                 Ok(Applied::Gone)
             }
@@ -132,6 +339,25 @@ impl Patcher {
             }),
             Ok(Err(other)) => Err(PatchError::Request(other.to_string())),
         }
+    }
+}
+
+fn resource_of<'a>(cluster: &'a ClusterPatcher, target: &PatchTarget) -> Option<&'a ApiResource> {
+    match target {
+        PatchTarget::ExternalSecret(_) => Some(&cluster.external_secrets),
+        PatchTarget::ClusterExternalSecret(_) => cluster.cluster_external_secrets.as_ref(),
+    }
+}
+
+fn object_reference(object: &DynamicObject, resource: Option<&ApiResource>) -> ObjectReference {
+    ObjectReference {
+        api_version: resource.map(|r| r.api_version.clone()),
+        kind: resource.map(|r| r.kind.clone()),
+        name: object.metadata.name.clone(),
+        namespace: object.metadata.namespace.clone(),
+        uid: object.metadata.uid.clone(),
+        resource_version: object.metadata.resource_version.clone(),
+        ..ObjectReference::default()
     }
 }
 
@@ -164,6 +390,23 @@ mod tests {
         assert_eq!(ces.as_object().map(|o| o.len()), Some(1));
     }
 
+    #[test]
+    fn transient_errors_are_the_retryable_ones() {
+        let api = |code| PatchError::Api {
+            code,
+            message: String::new(),
+        };
+        for code in [409, 429, 500, 502, 503, 504] {
+            assert!(api(code).is_transient(), "{code}");
+        }
+        for code in [400, 403, 404, 415, 422] {
+            assert!(!api(code).is_transient(), "{code}");
+        }
+        assert!(PatchError::Timeout.is_transient());
+        assert!(PatchError::Request("reset".into()).is_transient());
+        assert!(!PatchError::NotServed.is_transient());
+    }
+
     fn stamp_of(body: &Value) -> &str {
         let annotations = &body["metadata"]["annotations"];
         annotations[UPDATED_AT]
@@ -174,12 +417,12 @@ mod tests {
 
     #[tokio::test]
     async fn dry_run_patches_nothing_and_says_so() {
-        let stamps = Stamps::default();
+        let patcher = Patcher::new(Destination::DryRun, Arc::default());
         let targets = vec![
             PatchTarget::ExternalSecret(SecretId::new("a", "b")),
             PatchTarget::ClusterExternalSecret("p".into()),
         ];
-        let results = Patcher::DryRun.patch_all(targets, &stamps).await;
+        let results = patcher.patch_all(targets, None).await;
         assert_eq!(results.len(), 2);
         for (target, result) in results {
             let Ok(Applied::WouldPatch(body)) = result else {
@@ -187,5 +430,9 @@ mod tests {
             };
             assert_eq!(body, patch_body(&target, stamp_of(&body)));
         }
+        assert!(
+            patcher.flights.lock().unwrap().is_empty(),
+            "flights cleared"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::events::SecretChange;
-use crate::external_secret::SecretId;
+use crate::external_secret::{SecretId, SkipReason};
 use crate::index::RefreshIndex;
 
 /// An object whose annotations are patched to make ESO re-sync.
@@ -34,7 +34,7 @@ pub struct Cause {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
-    pub reason: String,
+    pub reason: SkipReason,
     pub keys: BTreeSet<String>,
 }
 
@@ -101,6 +101,8 @@ mod tests {
             skip_reason: None,
             parent: None,
             problems: Vec::new(),
+            refreshed_at: None,
+            ready: None,
         }
     }
 
@@ -140,12 +142,15 @@ mod tests {
     fn secrets_eso_would_not_resync_are_skipped_with_reason() {
         let mut index = RefreshIndex::default();
         let mut once = secret("a", "once", "k");
-        once.skip_reason = Some("refreshPolicy is CreatedOnce".into());
+        once.skip_reason = Some(SkipReason {
+            code: "created_once",
+            text: "refreshPolicy is CreatedOnce".into(),
+        });
         once.parent = Some("parent".into());
         index.apply(once);
         let plan = RefreshPlan::new(&[change("k")], &index);
         assert!(plan.targets.is_empty());
         let skip = &plan.skipped[&SecretId::new("a", "once")];
-        assert_eq!(skip.reason, "refreshPolicy is CreatedOnce");
+        assert_eq!(skip.reason.text, "refreshPolicy is CreatedOnce");
     }
 }

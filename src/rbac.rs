@@ -13,20 +13,25 @@ use crate::cluster::GROUP;
 pub const NAME: &str = "eso-refresher";
 
 fn rule(resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    rule_in(GROUP, resources, verbs)
+}
+
+fn rule_in(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
-        api_groups: Some(vec![GROUP.to_owned()]),
+        api_groups: Some(vec![group.to_owned()]),
         resources: Some(resources.iter().map(|r| r.to_string()).collect()),
         verbs: verbs.iter().map(|v| v.to_string()).collect(),
         ..PolicyRule::default()
     }
 }
 
-/// What the watch and the patches need in one namespace: nothing on Secrets.
+/// What the watch, the patches and the Events about them need in one namespace: nothing on
+/// Secrets. (An Event that recurs is patched, as a series.)
 pub fn namespaced_rules() -> Vec<PolicyRule> {
-    vec![rule(
-        &["externalsecrets"],
-        &["get", "list", "watch", "patch"],
-    )]
+    vec![
+        rule(&["externalsecrets"], &["get", "list", "watch", "patch"]),
+        rule_in("events.k8s.io", &["events"], &["create", "patch"]),
+    ]
 }
 
 /// Cluster-wide, plus patching ClusterExternalSecrets' force-sync annotation.
@@ -147,11 +152,13 @@ mod tests {
             rules[0]["verbs"],
             serde_json::json!(["get", "list", "watch", "patch"])
         );
+        assert_eq!(rules[1]["apiGroups"], serde_json::json!(["events.k8s.io"]));
+        assert_eq!(rules[1]["verbs"], serde_json::json!(["create", "patch"]));
         assert_eq!(
-            rules[1]["resources"],
+            rules[2]["resources"],
             serde_json::json!(["clusterexternalsecrets"])
         );
-        assert_eq!(rules[1]["verbs"], serde_json::json!(["patch"]));
+        assert_eq!(rules[2]["verbs"], serde_json::json!(["patch"]));
         assert_eq!(objects[2]["subjects"][0]["namespace"], "platform");
     }
 

@@ -5,19 +5,28 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use std::collections::HashSet;
+
 use crate::cache_buster::CacheBuster;
+use crate::dedupe::SeenEvents;
 use crate::events::SecretChange;
 use crate::external_secret::SecretId;
+use crate::follow_up::FollowUp;
 use crate::index::SharedIndex;
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::patcher::{Applied, Patcher};
 use crate::plan::{Cause, PatchTarget, RefreshPlan};
-use crate::stamp::Stamps;
+
+/// How long a webhook may spend patching: senders give up on a request after about 30 s.
+pub const WEBHOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
 
 pub struct Refresher {
     pub index: Arc<SharedIndex>,
+    pub seen: SeenEvents,
     pub patcher: Arc<Patcher>,
-    pub stamps: Arc<Stamps>,
     pub cache_buster: Option<CacheBuster>,
+    pub follow_up: FollowUp,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +43,9 @@ pub struct RefreshReport {
     pub failed: Vec<FailureReport>,
     /// Changed keys that no ExternalSecret references.
     pub unmatched: Vec<String>,
+    /// Ids of events already applied within the de-duplication window: not applied again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_buster: Option<CacheBusterReport>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -93,20 +105,49 @@ impl Refresher {
         if !self.index.is_ready() {
             return Err(NotSynced);
         }
+        for change in changes {
+            self.metrics.count_event(change.event_type.as_deref());
+        }
+        let (fresh, repeated): (Vec<SecretChange>, Vec<SecretChange>) =
+            changes.iter().cloned().partition(|change| {
+                !change
+                    .event_id
+                    .as_deref()
+                    .is_some_and(|id| self.seen.contains(id))
+            });
+        self.metrics.duplicate_events.inc_by(repeated.len() as u64);
+        let changes = fresh.as_slice();
         let plan = self.index.read(|index| RefreshPlan::new(changes, index));
         let RefreshPlan {
             mut targets,
             skipped,
             unmatched,
         } = plan;
+        let matched: usize = targets.values().map(|cause| cause.via.len()).sum();
+        self.metrics
+            .matched
+            .inc_by((matched + skipped.len()) as u64);
+        for skip in skipped.values() {
+            self.metrics
+                .skipped
+                .get_or_create(&ReasonLabels {
+                    reason: skip.reason.code,
+                })
+                .inc();
+        }
 
+        let patch_started = chrono::Utc::now();
         let results = self
             .patcher
-            .patch_all(targets.keys().cloned().collect::<Vec<_>>(), &self.stamps)
+            .patch_all(
+                targets.keys().cloned().collect::<Vec<_>>(),
+                Some(tokio::time::Instant::now() + WEBHOOK_DEADLINE),
+            )
             .await;
 
         let mut report = RefreshReport {
-            events: changes.len(),
+            events: changes.len() + repeated.len(),
+            duplicates: repeated.into_iter().filter_map(|c| c.event_id).collect(),
             unmatched: unmatched.into_iter().collect(),
             dry_run: self.patcher.is_dry_run(),
             skipped: skipped
@@ -114,7 +155,7 @@ impl Refresher {
                 .map(|(id, skip)| SkipReport {
                     namespace: id.namespace.to_string(),
                     name: id.name.to_string(),
-                    reason: skip.reason,
+                    reason: skip.reason.text,
                     keys: skip.keys.into_iter().collect(),
                 })
                 .collect(),
@@ -129,7 +170,9 @@ impl Refresher {
                     entry.gone = true;
                     report.refreshed.push(entry);
                 }
-                Ok(Applied::Patched) => {
+                Ok(Applied::Patched(object)) => {
+                    self.follow_up
+                        .refreshed(*object, why(&entry.keys, changes), patch_started);
                     report.refreshed.push(entry);
                     applied.push(target);
                 }
@@ -154,6 +197,20 @@ impl Refresher {
             (&a.target.namespace, &a.target.name).cmp(&(&b.target.namespace, &b.target.name))
         });
 
+        // An event is done when none of the patches it asked for failed.
+        let failed_keys: HashSet<&str> = report
+            .failed
+            .iter()
+            .flat_map(|f| f.target.keys.iter().map(String::as_str))
+            .collect();
+        for change in changes {
+            if let Some(id) = &change.event_id
+                && !failed_keys.contains(change.key.as_str())
+            {
+                self.seen.remember(id);
+            }
+        }
+
         if let Some(buster) = &self.cache_buster
             && !applied.is_empty()
         {
@@ -161,10 +218,26 @@ impl Refresher {
                 scheduled: applied.len(),
                 after_ms: buster.wait().as_millis(),
             });
-            buster.schedule(applied, self.patcher.clone(), self.stamps.clone());
+            buster.schedule(applied, self.patcher.clone());
         }
         Ok(report)
     }
+}
+
+/// The Event note: which changes of which secrets asked for the refresh.
+fn why(keys: &[String], changes: &[SecretChange]) -> String {
+    let causes: Vec<String> = changes
+        .iter()
+        .filter(|change| keys.contains(&change.key))
+        .map(|change| {
+            let kind = change.event_type.as_deref().unwrap_or("change");
+            match &change.event_id {
+                Some(id) => format!("{kind} of {} (event {id})", change.key),
+                None => format!("{kind} of {}", change.key),
+            }
+        })
+        .collect();
+    format!("Refresh requested by eso-refresher: {}", causes.join(", "))
 }
 
 fn target_report(target: &PatchTarget, cause: Cause) -> TargetReport {

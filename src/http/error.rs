@@ -21,6 +21,10 @@ pub enum ApiError {
     NotReady,
     #[error("no route for this path")]
     NotFound,
+    #[error("too many failed authentications; retry in {seconds} s")]
+    Throttled { seconds: u64 },
+    #[error("{count} events in one request; at most {limit} are accepted")]
+    TooManyEvents { count: usize, limit: usize },
 }
 
 impl ApiError {
@@ -31,6 +35,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotReady => "not_ready",
             ApiError::NotFound => "not_found",
+            ApiError::Throttled { .. } => "too_many_requests",
+            ApiError::TooManyEvents { .. } => "too_many_events",
         }
     }
 }
@@ -43,6 +49,8 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -57,6 +65,9 @@ impl ResponseError for ApiError {
             }
             ApiError::NotReady => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
+            }
+            ApiError::Throttled { seconds } => {
+                response.insert_header((header::RETRY_AFTER, *seconds));
             }
             _ => {}
         }

@@ -1,4 +1,4 @@
-//! Liveness (no dependencies) and readiness (the ExternalSecret cache is synced).
+//! Liveness (no dependencies), readiness (the ExternalSecret cache is synced), metrics.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -19,4 +19,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(json!({"status": "syncing"}))
     }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let refresher = &state.refresher;
+    let metrics = &state.metrics;
+    let cached = refresher.index.read(|index| index.len());
+    metrics
+        .external_secrets
+        .set(i64::try_from(cached).unwrap_or(i64::MAX));
+    let pending = refresher.cache_buster.as_ref().map_or(0, |b| b.pending());
+    metrics
+        .cache_buster_pending
+        .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(metrics.encode())
 }

@@ -3,30 +3,59 @@
 mod auth;
 mod error;
 mod health;
+mod throttle;
 mod webhook;
 
 use actix_web::{HttpResponse, web};
 
 pub use auth::BasicCredentials;
 pub use error::ApiError;
+pub use throttle::AuthThrottle;
 
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use crate::refresher::Refresher;
 
 /// What every handler shares.
 pub struct AppState {
     pub credentials: BasicCredentials,
+    pub throttle: AuthThrottle,
     pub refresher: Refresher,
+    pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    pub max_events: usize,
+    pub trust_forwarded_for: bool,
+}
+
+impl AppState {
+    /// The client's address: the connection's, or behind a trusted proxy the one it forwarded.
+    pub fn client_address(&self, request: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+        let forwarded = if self.trust_forwarded_for {
+            request
+                .connection_info()
+                .realip_remote_addr()
+                .and_then(|addr| {
+                    addr.parse::<std::net::IpAddr>()
+                        .ok()
+                        .or_else(|| addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+                })
+        } else {
+            None
+        };
+        forwarded.or_else(|| request.peer_addr().map(|addr| addr.ip()))
+    }
 }
 
 /// The OpenAPI 3 description of every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Every route the server serves, as (method, path); the OpenAPI description lists exactly these.
-pub const ROUTES: [(&str, &str); 4] = [
+pub const ROUTES: [(&str, &str); 5] = [
     ("POST", "/webhook"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
 ];
 
@@ -35,6 +64,7 @@ fn handler(path: &str) -> Option<actix_web::Route> {
         "/webhook" => web::route().to(webhook::receive),
         "/healthz" => web::route().to(health::healthz),
         "/readyz" => web::route().to(health::readyz),
+        "/metrics" => web::route().to(health::metrics),
         "/openapi.json" => web::route().to(openapi),
         _ => return None,
     })
@@ -56,4 +86,32 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(OPENAPI)
+}
+
+/// Counts every request by route pattern (never the raw path), method and status.
+pub async fn count_requests(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let metrics = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
+    let response = next.call(request).await?;
+    if let Some(metrics) = metrics {
+        let labels = crate::metrics::RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        };
+        metrics.http_requests.get_or_create(&labels).inc();
+    }
+    Ok(response)
 }

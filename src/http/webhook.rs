@@ -14,7 +14,20 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state.credentials.verify(&request)?;
+    let client = state.client_address(&request);
+    if let Some(wait) = client.and_then(|ip| state.throttle.blocked(ip)) {
+        state.metrics.throttled_requests.inc();
+        return Err(ApiError::Throttled {
+            seconds: wait.as_secs().max(1),
+        });
+    }
+    if let Err(error) = state.credentials.verify(&request) {
+        state.metrics.auth_failures.inc();
+        if let Some(ip) = client {
+            state.throttle.failed(ip);
+        }
+        return Err(error);
+    }
     let limit = state.max_body_bytes;
     let body = payload
         .to_bytes_limited(limit)
@@ -22,6 +35,12 @@ pub async fn receive(
         .map_err(|_| ApiError::PayloadTooLarge { limit })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
     let changes = akeyless::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if changes.len() > state.max_events {
+        return Err(ApiError::TooManyEvents {
+            count: changes.len(),
+            limit: state.max_events,
+        });
+    }
     let report = state
         .refresher
         .refresh(&changes)

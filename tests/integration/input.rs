@@ -167,7 +167,7 @@ async fn the_openapi_description_lists_exactly_the_served_routes() {
     // ...and nothing else does.
     for path in [
         "/",
-        "/metrics",
+        "/metrics/",
         "/webhook/aws",
         "/debug",
         "/openapi.yaml",

@@ -68,9 +68,11 @@ async fn every_event_refreshes_its_external_secrets_with_one_merge_patch_each() 
     assert_eq!(report["skipped"], json!([]));
 
     // Exactly one merge patch per ExternalSecret, touching only annotations; no reads at all.
+    // (The only other requests are the Events about the refreshes.)
     let requests = api.requests();
     assert!(
-        requests.iter().all(|r| r.method == "PATCH"),
+        requests.iter().all(|r| r.method == "PATCH"
+            || (r.method == "POST" && r.path.starts_with("/apis/events.k8s.io/v1/"))),
         "{requests:#?}"
     );
     assert_eq!(
@@ -345,7 +347,7 @@ async fn a_failed_patch_answers_503_so_the_sender_redelivers() {
     api.apply(external_secret("a", "ok").with_key("/k").build());
     api.apply(external_secret("a", "broken").with_key("/k").build());
     let app = spawn_ready(&api, config()).await;
-    api.fail("PATCH", "/externalsecrets/broken", 500, 1);
+    api.fail("PATCH", "/externalsecrets/broken", 500, 1000);
     let response = app.post_webhook(akeyless_events(&["/k"]).to_string()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
@@ -360,7 +362,8 @@ async fn a_failed_patch_answers_503_so_the_sender_redelivers() {
         "{report}"
     );
 
-    // Re-delivered, it succeeds.
+    // Re-delivered once the API server recovers, it succeeds.
+    api.heal();
     let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;
     assert_eq!(status, 200);
 }
@@ -431,4 +434,95 @@ async fn the_ignore_annotation_opts_an_external_secret_out() {
         app.webhook(&akeyless_events(&["/k"])).await.1["skipped"] == json!([])
     })
     .await;
+}
+
+#[tokio::test]
+async fn each_refresh_is_recorded_as_a_kubernetes_event_naming_its_cause() {
+    let api = FakeApiServer::start().await;
+    api.apply(
+        external_secret("payments", "db")
+            .with_key("/prod/db")
+            .build(),
+    );
+    let app = spawn_ready(&api, config()).await;
+    let body = json!([{"event_id": 777001, "event_type": "static-secret-updated", "item_name": "/prod/db"}]);
+    let (status, _) = app.webhook(&body).await;
+    assert_eq!(status, 200);
+    wait_for("the Event", || async { !api.events().is_empty() }).await;
+    let events = api.events();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["apiVersion"], "events.k8s.io/v1");
+    assert_eq!(event["metadata"]["namespace"], "payments");
+    assert_eq!(event["reason"], "RefreshRequested");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["reportingController"], "eso-refresher");
+    let regarding = &event["regarding"];
+    assert_eq!(regarding["kind"], "ExternalSecret");
+    assert_eq!(regarding["apiVersion"], "external-secrets.io/v1");
+    assert_eq!(regarding["name"], "db");
+    let stored = api.get("ExternalSecret", Some("payments"), "db").unwrap();
+    assert_eq!(regarding["uid"], stored["metadata"]["uid"]);
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("static-secret-updated of /prod/db (event 777001)"),
+        "{note}"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_event_is_answered_as_a_duplicate_without_patching() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "db").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+    let body =
+        json!([{"event_id": 5150, "event_type": "static-secret-updated", "item_name": "/k"}]);
+    let (status, first) = app.webhook(&body).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = app.webhook(&body).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["duplicates"], json!(["5150"]));
+    assert_eq!(again["refreshed"], json!([]));
+    assert_eq!(api.patches().len(), 1);
+}
+
+#[tokio::test]
+async fn an_event_whose_patch_failed_is_applied_again_when_redelivered() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "db").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+    api.fail("PATCH", "/externalsecrets/db", 500, 1000);
+    let body = json!({"event_id": "e-77", "item_name": "/k"});
+    let (status, _) = app.webhook(&body).await;
+    assert_eq!(status, 503);
+    api.heal();
+    let (status, report) = app.webhook(&body).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["refreshed"][0]["name"], "db", "{report}");
+    assert!(report.get("duplicates").is_none());
+}
+
+#[tokio::test]
+async fn concurrent_webhooks_for_one_external_secret_coalesce() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "db").with_key("/k").build());
+    let app = std::sync::Arc::new(spawn_ready(&api, config()).await);
+    // Slow the API server down so that the webhooks overlap.
+    api.delay_patches(std::time::Duration::from_millis(300));
+    let webhooks: Vec<_> = (0..20)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.webhook(&akeyless_events(&["/k"])).await })
+        })
+        .collect();
+    for webhook in webhooks {
+        let (status, report) = webhook.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(report["refreshed"][0]["name"], "db");
+    }
+    let patches = api.patches().len();
+    assert!(
+        (1..=3).contains(&patches),
+        "20 overlapping events cost {patches} patches"
+    );
 }

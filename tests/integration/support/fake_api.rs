@@ -137,6 +137,9 @@ struct Cluster {
     faults: Vec<Fault>,
     forbid_cluster_list: bool,
     next_uid: u64,
+    /// Kubernetes Events created (events.k8s.io/v1).
+    events: Vec<Value>,
+    patch_delay: Duration,
 }
 
 /// The fake server; dropping it stops it.
@@ -195,6 +198,8 @@ impl FakeApiServer {
             faults: Vec::new(),
             forbid_cluster_list: false,
             next_uid: 1,
+            events: Vec::new(),
+            patch_delay: Duration::ZERO,
         }));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -323,6 +328,21 @@ impl FakeApiServer {
             status,
             times,
         });
+    }
+
+    /// The Kubernetes Events created so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lock().events.clone()
+    }
+
+    /// Makes every PATCH answer only after `delay`, like a busy API server.
+    pub fn delay_patches(&self, delay: Duration) {
+        self.lock().patch_delay = delay;
+    }
+
+    /// Forgets every injected fault.
+    pub fn heal(&self) {
+        self.lock().faults.clear();
     }
 
     /// Answers 403 to LIST and WATCH across all namespaces, like a namespaced Role does.
@@ -498,6 +518,17 @@ async fn handle(
     let parsed_body =
         (!body.is_empty()).then(|| serde_json::from_slice(&body).unwrap_or(Value::Null));
 
+    let delay = {
+        let cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        if method == "PATCH" {
+            cluster.patch_delay
+        } else {
+            Duration::ZERO
+        }
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut guard = cluster.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = &mut *guard;
     cluster.requests.push(Request {
@@ -567,6 +598,23 @@ async fn handle(
             json!({"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": format!("{GROUP}/{version}"), "resources": resources}),
         );
+    }
+
+    // Kubernetes Events: stored as they come, for tests to read.
+    if let Some(rest) = path.strip_prefix("/apis/events.k8s.io/v1/namespaces/") {
+        let Some(mut event) = parsed_body.filter(Value::is_object) else {
+            return error(400, "BadRequest", "event body is not a JSON object");
+        };
+        let namespace = rest.split('/').next().unwrap_or_default().to_owned();
+        event["metadata"]["namespace"] = json!(namespace);
+        return match method.as_str() {
+            "POST" => {
+                cluster.events.push(event.clone());
+                json_response(201, event)
+            }
+            "PATCH" => json_response(200, event),
+            _ => error(405, "MethodNotAllowed", "method not served by the fake"),
+        };
     }
 
     let Some(target) = parse_resource_path(&path) else {

@@ -24,6 +24,12 @@ pub fn config() -> Config {
         log_format: LogFormat::Text,
         pod_namespace: None,
         max_body_bytes: 1024 * 1024,
+        max_events: 1000,
+        dedupe_window: std::time::Duration::from_secs(600),
+        auth_failures_per_minute: 10,
+        trust_forwarded_for: false,
+        tls: None,
+        confirm_timeout: None,
     }
 }
 
@@ -201,13 +207,16 @@ pub fn cluster_external_secret(name: &str) -> Value {
     })
 }
 
-/// An Akeyless forwarder body: one event per key.
+static NEXT_EVENT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+
+/// An Akeyless forwarder body: one event per key, each with an id never used before.
 pub fn akeyless_events(keys: &[&str]) -> Value {
     Value::Array(
         keys.iter()
             .enumerate()
             .map(|(i, key)| {
-                json!({"event_id": 1000 + i, "event_level": "info",
+                let id = NEXT_EVENT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                json!({"event_id": id, "event_level": "info",
                 "event_type": "static-secret-updated", "item_name": key, "item_id": 9000 + i,
                 "item_type": "STATIC_SECRET", "payload": {}})
             })
