@@ -24,6 +24,13 @@ impl BasicCredentials {
     }
 
     pub fn verify(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        // Two Authorization headers are ambiguous: refuse rather than pick one.
+        let headers = request
+            .headers()
+            .get_all(actix_web::http::header::AUTHORIZATION);
+        if headers.count() != 1 {
+            return Err(ApiError::Unauthorized);
+        }
         let header = Authorization::<Basic>::parse(request).map_err(|_| ApiError::Unauthorized)?;
         let basic = header.as_ref();
         let password = basic.password().map(|p| p.as_bytes()).unwrap_or_default();

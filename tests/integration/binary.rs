@@ -94,3 +94,116 @@ fn prints_rbac_for_the_configured_scope() {
     assert!(!invalid.status.success());
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("WATCH_NAMESPACES"));
 }
+
+/// Starts the binary on a free port in manifests mode with JSON logs at debug level.
+fn start_logged(
+    extra: &[(&str, &str)],
+) -> (std::process::Child, u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut command = binary();
+    command
+        .env("BASIC_AUTH_USER", "hook")
+        .env("BASIC_AUTH_PASSWORD", "Pa55-NEVER-LOGGED")
+        .env("HTTP_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .env("ENABLE_CACHE_BUSTER", "true")
+        .env("CACHE_BUSTER_WAIT_INTERVAL", "100ms");
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let mut child = command
+        .arg("--manifests")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let port = loop {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a log line");
+        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if entry["message"] == "listening" {
+            break entry["port"].as_u64().unwrap() as u16;
+        }
+    };
+    (child, port, received)
+}
+
+#[tokio::test]
+async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
+    let (mut child, port, lines) = start_logged(&[]);
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/webhook");
+    let body = serde_json::json!([{"event_id": 1, "event_type": "static-secret-updated",
+        "item_name": "/prod/payments/db-password", "item_id": 2,
+        "payload": {"value": "TOPSECRET-PAYLOAD-VALUE"}}]);
+    let wrong = http
+        .post(&url)
+        .basic_auth("hook", Some("WRONG-GUESS-NEVER-LOGGED"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = http
+        .post(&url)
+        .basic_auth("hook", Some("Pa55-NEVER-LOGGED"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // SIGTERM, as Kubernetes stops a pod.
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM");
+
+    let logged: Vec<String> = lines.try_iter().collect();
+    let mut summaries = 0;
+    for line in &logged {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+        if entry["message"] == "webhook handled" {
+            summaries += 1;
+            assert_eq!(entry["events"], 1);
+            assert_eq!(entry["refreshed"], 1);
+        }
+        for secret in [
+            "Pa55-NEVER-LOGGED",
+            "WRONG-GUESS-NEVER-LOGGED",
+            "TOPSECRET-PAYLOAD-VALUE",
+        ] {
+            assert!(!line.contains(secret), "{secret} logged: {line}");
+        }
+        let encoded = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode("hook:Pa55-NEVER-LOGGED")
+        };
+        assert!(
+            !line.contains(&encoded),
+            "Authorization header logged: {line}"
+        );
+    }
+    assert_eq!(summaries, 1, "{logged:#?}");
+}

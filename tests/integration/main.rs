@@ -6,4 +6,5 @@ mod cluster;
 mod input;
 mod manifests_mode;
 mod refresh;
+mod reliability;
 mod support;

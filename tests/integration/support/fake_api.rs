@@ -51,8 +51,18 @@ impl Request {
 struct Fault {
     method: String,
     path_contains: String,
-    status: u16,
+    kind: FaultKind,
     times: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FaultKind {
+    /// An error status with a Status body.
+    Status(u16),
+    /// The connection breaks after the headers.
+    Drop,
+    /// The answer comes this much later (the request is then served normally).
+    Stall(Duration),
 }
 
 #[derive(Clone)]
@@ -322,10 +332,24 @@ impl FakeApiServer {
     /// The next `times` requests with `method` whose path contains `path_contains` get
     /// `status` instead of their answer.
     pub fn fail(&self, method: &str, path_contains: &str, status: u16, times: usize) {
+        self.inject(method, path_contains, FaultKind::Status(status), times);
+    }
+
+    /// The next `times` matching requests lose their connection in mid-answer.
+    pub fn drop_connections(&self, method: &str, path_contains: &str, times: usize) {
+        self.inject(method, path_contains, FaultKind::Drop, times);
+    }
+
+    /// The next `times` matching requests are answered only after `stall`.
+    pub fn stall(&self, method: &str, path_contains: &str, stall: Duration, times: usize) {
+        self.inject(method, path_contains, FaultKind::Stall(stall), times);
+    }
+
+    fn inject(&self, method: &str, path_contains: &str, kind: FaultKind, times: usize) {
         self.lock().faults.push(Fault {
             method: method.to_owned(),
             path_contains: path_contains.to_owned(),
-            status,
+            kind,
             times,
         });
     }
@@ -425,13 +449,13 @@ impl Cluster {
         self.history.push(event);
     }
 
-    fn take_fault(&mut self, method: &str, path: &str) -> Option<u16> {
+    fn take_fault(&mut self, method: &str, path: &str) -> Option<FaultKind> {
         let fault = self
             .faults
             .iter_mut()
             .find(|f| f.times > 0 && f.method == method && path.contains(&f.path_contains))?;
         fault.times -= 1;
-        Some(fault.status)
+        Some(fault.kind)
     }
 }
 
@@ -518,37 +542,52 @@ async fn handle(
     let parsed_body =
         (!body.is_empty()).then(|| serde_json::from_slice(&body).unwrap_or(Value::Null));
 
-    let delay = {
-        let cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
-        if method == "PATCH" {
+    // Record the request and decide on a fault, then let go of the lock while stalling.
+    let (fault, mut delay) = {
+        let mut cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        cluster.requests.push(Request {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            content_type: content_type.clone(),
+            body: parsed_body.clone(),
+        });
+        let delay = if method == "PATCH" {
             cluster.patch_delay
         } else {
             Duration::ZERO
-        }
+        };
+        (cluster.take_fault(&method, &path), delay)
     };
+    match fault {
+        Some(FaultKind::Status(code)) => {
+            let reason = match code {
+                403 => "Forbidden",
+                404 => "NotFound",
+                409 => "Conflict",
+                429 => "TooManyRequests",
+                503 => "ServiceUnavailable",
+                _ => "InternalError",
+            };
+            return error(code, reason, "injected fault");
+        }
+        Some(FaultKind::Drop) => {
+            // Headers go out, then the connection breaks in the middle of the body.
+            let broken = futures::stream::iter([Err::<Bytes, _>(
+                actix_web::error::ErrorInternalServerError("connection dropped"),
+            )]);
+            return HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(broken);
+        }
+        Some(FaultKind::Stall(stall)) => delay += stall,
+        None => {}
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let mut guard = cluster.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = &mut *guard;
-    cluster.requests.push(Request {
-        method: method.clone(),
-        path: path.clone(),
-        query: query.clone(),
-        content_type: content_type.clone(),
-        body: parsed_body.clone(),
-    });
-    if let Some(code) = cluster.take_fault(&method, &path) {
-        let reason = match code {
-            403 => "Forbidden",
-            404 => "NotFound",
-            409 => "Conflict",
-            429 => "TooManyRequests",
-            503 => "ServiceUnavailable",
-            _ => "InternalError",
-        };
-        return error(code, reason, "injected fault");
-    }
 
     match (method.as_str(), path.as_str()) {
         ("GET", "/api") => {
