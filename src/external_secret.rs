@@ -308,6 +308,18 @@ pub(crate) mod tests {
         .expect("named")
     }
 
+    proptest::proptest! {
+        #[test]
+        fn normalizing_drops_only_leading_slashes(key in "/{0,3}[a-z0-9/_.-]{0,20}") {
+            let normalized = normalize_key(&key);
+            proptest::prop_assert!(!normalized.starts_with('/'));
+            proptest::prop_assert!(key.ends_with(normalized));
+            proptest::prop_assert_eq!(normalize_key(normalized), normalized, "idempotent");
+            let slashed = format!("/{key}");
+            proptest::prop_assert_eq!(normalize_key(&slashed), normalized);
+        }
+    }
+
     #[test]
     fn collects_remote_and_extract_keys_normalized_once() {
         let secret = indexed(json!({

@@ -13,6 +13,7 @@ use crate::index::SharedIndex;
 use crate::metrics::{Metrics, OutcomeLabels};
 
 pub const EVENT_REASON: &str = "RefreshRequested";
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct FollowUp {
     /// `None` in dry runs: there is no cluster to tell.
@@ -77,8 +78,14 @@ impl FollowUp {
             };
             let reference = object.clone();
             self.runtime.spawn(async move {
-                if let Err(error) = recorder.publish(&event, &reference).await {
-                    tracing::warn!(%error, object = ?reference.name, "could not record the Event");
+                let published =
+                    tokio::time::timeout(EVENT_TIMEOUT, recorder.publish(&event, &reference)).await;
+                match published {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, object = ?reference.name, "could not record the Event")
+                    }
+                    Err(_) => tracing::warn!(object = ?reference.name, "recording the Event timed out"),
                 }
             });
         }

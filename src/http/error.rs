@@ -21,6 +21,8 @@ pub enum ApiError {
     NotReady,
     #[error("no route for this path")]
     NotFound,
+    #[error("the body did not arrive in time")]
+    RequestTimeout,
     #[error("too many failed authentications; retry in {seconds} s")]
     Throttled { seconds: u64 },
     #[error("{count} events in one request; at most {limit} are accepted")]
@@ -35,6 +37,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotReady => "not_ready",
             ApiError::NotFound => "not_found",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Throttled { .. } => "too_many_requests",
             ApiError::TooManyEvents { .. } => "too_many_events",
         }
@@ -49,6 +52,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }

@@ -7,6 +7,9 @@ use super::AppState;
 use super::error::{ApiError, RETRY_AFTER_SECONDS};
 use crate::events::akeyless;
 
+/// How long a client may take to send the body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Credentials are checked before the body is read, so an unauthenticated caller cannot
 /// make the server buffer anything. The Content-Type header is not insisted on.
 pub async fn receive(
@@ -29,9 +32,9 @@ pub async fn receive(
         return Err(error);
     }
     let limit = state.max_body_bytes;
-    let body = payload
-        .to_bytes_limited(limit)
+    let body = tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(limit))
         .await
+        .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|_| ApiError::PayloadTooLarge { limit })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
     let changes = akeyless::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -434,3 +434,27 @@ async fn unreadable_tls_files_stop_the_start() {
         .expect("fails");
     assert!(error.to_string().contains("/no/such/tls.crt"), "{error}");
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = FakeApiServer::start().await;
+    let app = spawn_ready(&api, config()).await;
+    let port: u16 = app.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nContent-Length: 100\r\n\r\n[{{\"item_",
+        base64_of(&format!("{USER}:{PASSWORD}"))
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
+        .await
+        .expect("answered before the client gave up")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
