@@ -24,14 +24,59 @@ use crate::metrics::Metrics;
 use crate::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::refresher::Refresher;
 
-/// How long in-flight requests may take to finish once shutdown starts.
-const HTTP_SHUTDOWN_SECONDS: u64 = 10;
-/// How long pending cache-buster patches may take after the server has stopped. Together
-/// with the above this stays below Kubernetes' default 30 s termination grace period.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+/// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
+/// cache-buster patches are sent at once, in-flight webhooks get up to this long to finish
+/// (a webhook patches for 20 s at most)...
+const HTTP_SHUTDOWN_SECONDS: u64 = 22;
+/// ...and what is still pending after that gets this much more, then is reported.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long a client may take to send a request's head.
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the watch; if it ends before shutdown (it should not, even a panic), the index is
+/// marked unsynced so that the service reports unready instead of answering from it.
+async fn supervise(
+    watch: impl std::future::Future<Output = ()> + Send + 'static,
+    index: Arc<SharedIndex>,
+    shutdown: CancellationToken,
+) {
+    let ended = tokio::spawn(watch).await;
+    if !shutdown.is_cancelled() {
+        index.mark_unsynced();
+        tracing::error!(
+            panicked = ended.is_err(),
+            "the watch ended; reporting unready"
+        );
+    }
+}
+
+/// The first SIGTERM or SIGINT starts a graceful stop; a second one stops at once.
+async fn stop_on_signals(server: ServerHandle, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received: finishing in-flight requests");
+    shutdown.cancel();
+    let graceful = tokio::spawn({
+        let server = server.clone();
+        async move { server.stop(true).await }
+    });
+    tokio::select! {
+        _ = term.recv() => server.stop(false).await,
+        _ = int.recv() => server.stop(false).await,
+        _ = graceful => {}
+    }
+}
 
 /// Reads the PEM certificate chain and private key into a TLS configuration.
 fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, Error> {
@@ -102,14 +147,15 @@ impl Application {
                 )
                 .await?;
                 let events_client = client.clone();
-                let watch = tokio::spawn(cluster::watch(
+                let watch = cluster::watch(
                     client.clone(),
                     apis.external_secrets.clone(),
                     scopes,
                     index.clone(),
                     metrics.clone(),
                     shutdown.clone(),
-                ));
+                );
+                let watch = tokio::spawn(supervise(watch, index.clone(), shutdown.clone()));
                 let patcher = Destination::Cluster(Box::new(ClusterPatcher {
                     client,
                     external_secrets: apis.external_secrets,
@@ -160,6 +206,7 @@ impl Application {
                 .configure(routes)
         })
         .shutdown_timeout(HTTP_SHUTDOWN_SECONDS)
+        .disable_signals()
         .client_request_timeout(REQUEST_HEAD_TIMEOUT)
         .client_disconnect_timeout(Duration::from_secs(1));
         let server = match &config.tls {
@@ -183,15 +230,18 @@ impl Application {
         self.port
     }
 
-    /// Stops the server; `stop(true)` is what SIGTERM does (SIGINT stops at once).
+    /// Stops the server; `stop(true)` stops it gracefully, as SIGTERM does.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM (or `handle().stop(true)`), then finishes in-flight requests,
-    /// sends or reports every pending cache-buster patch, and stops the watch.
+    /// Serves until SIGTERM or SIGINT (or `handle().stop(true)`). Then it sends pending
+    /// cache-buster patches at once, lets in-flight requests finish, reports what is still
+    /// pending, and stops the watch. A second signal stops at once.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
+        let signals = tokio::spawn(stop_on_signals(self.server.handle(), self.shutdown.clone()));
         let served = self.server.await;
+        signals.abort();
         tracing::info!("shutting down");
         self.shutdown.cancel();
         if let Some(buster) = &self.state.refresher.cache_buster {

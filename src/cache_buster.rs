@@ -57,8 +57,9 @@ impl CacheBuster {
                     tracing::info!(count, "shutting down: sending pending cache-buster patches now");
                 }
             }
-            for (target, result) in patcher.patch_all(targets, None).await {
-                match result {
+            for patched in patcher.patch_all(targets, None).await {
+                let target = patched.target;
+                match patched.outcome {
                     Ok(Applied::Gone) => tracing::info!(%target, "cache buster: object is gone"),
                     Ok(_) => tracing::debug!(%target, "cache buster: patched"),
                     Err(error) => {

@@ -8,6 +8,18 @@ use std::time::{Duration, Instant};
 
 /// Ids kept at most; the oldest are forgotten first beyond that.
 const MAX_REMEMBERED: usize = 100_000;
+/// Longer ids are kept as their SHA-256, so a sender cannot make each entry large.
+const MAX_ID_LENGTH: usize = 128;
+
+fn bounded(id: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if id.len() <= MAX_ID_LENGTH {
+        return id.into();
+    }
+    let digest = Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}").into()
+}
 
 pub struct SeenEvents {
     window: Duration,
@@ -30,10 +42,11 @@ impl SeenEvents {
     }
 
     pub fn contains(&self, id: &str) -> bool {
+        let id = bounded(id);
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state
             .expires
-            .get(id)
+            .get(id.as_ref())
             .is_some_and(|expires| *expires > Instant::now())
     }
 
@@ -41,6 +54,7 @@ impl SeenEvents {
         if self.window.is_zero() {
             return;
         }
+        let id = bounded(id);
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((expires, _)) = state.order.front() {
@@ -54,8 +68,8 @@ impl SeenEvents {
             }
         }
         let expires = now + self.window;
-        state.expires.insert(id.to_owned(), expires);
-        state.order.push_back((expires, id.to_owned()));
+        state.expires.insert(id.to_string(), expires);
+        state.order.push_back((expires, id.into_owned()));
     }
 
     pub fn len(&self) -> usize {
@@ -92,6 +106,17 @@ mod tests {
         assert!(!seen.contains("a"));
         seen.remember("b");
         assert_eq!(seen.len(), 1, "expired ids are dropped");
+    }
+
+    #[test]
+    fn long_ids_are_kept_small() {
+        let seen = SeenEvents::new(Duration::from_secs(60));
+        let long = "x".repeat(1_000_000);
+        seen.remember(&long);
+        assert!(seen.contains(&long));
+        assert!(!seen.contains(&"x".repeat(999_999)));
+        let state = seen.state.lock().unwrap();
+        assert!(state.expires.keys().all(|k| k.len() <= 80));
     }
 
     #[test]

@@ -152,6 +152,11 @@ impl SharedIndex {
         self.synced.store(true, Ordering::Release);
     }
 
+    /// The watch is gone: the index can no longer be trusted.
+    pub fn mark_unsynced(&self) {
+        self.synced.store(false, Ordering::Release);
+    }
+
     /// The watch's longest current run of errors (over all its scopes), and that one just
     /// happened if `now_failed`.
     pub fn record_watch_errors(&self, in_a_row: u32, now_failed: bool) {

@@ -28,7 +28,7 @@ const CONCURRENT_PATCHES: usize = 16;
 /// One attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// All attempts of one patch, so a webhook is answered well within a sender's own timeout.
-const RETRY_BUDGET: Duration = Duration::from_secs(20);
+const RETRY_BUDGET: Duration = Duration::from_secs(15);
 
 fn backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
@@ -99,6 +99,15 @@ impl PatchError {
 }
 
 pub type Outcome = Result<Applied, PatchError>;
+
+/// One target's result.
+pub struct Patched {
+    pub target: PatchTarget,
+    pub outcome: Outcome,
+    /// This request started the patch (others that joined it share its outcome): only this one
+    /// records Events and follows it up.
+    pub started_here: bool,
+}
 type SharedOutcome = Shared<BoxFuture<'static, Outcome>>;
 
 /// The patch being sent for one target, and at most one more queued behind it.
@@ -115,6 +124,17 @@ pub struct Patcher {
     /// Patches run here, not on the HTTP worker that asked for them: they must finish (and
     /// clear their flight) even if that request is dropped or the server stops.
     runtime: tokio::runtime::Handle,
+}
+
+struct Landing<'a> {
+    patcher: &'a Patcher,
+    target: &'a PatchTarget,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.patcher.land(self.target);
+    }
 }
 
 /// The merge patch for `target`, with `stamp` as its fresh value.
@@ -157,32 +177,31 @@ impl Patcher {
         self: &Arc<Self>,
         targets: impl IntoIterator<Item = PatchTarget>,
         deadline: Option<tokio::time::Instant>,
-    ) -> Vec<(PatchTarget, Outcome)> {
+    ) -> Vec<Patched> {
         stream::iter(targets)
             .map(|target| {
                 let patcher = self.clone();
                 async move {
-                    let Some(deadline) = deadline else {
-                        let flight = patcher.join(target.clone());
-                        return (target, flight.await);
-                    };
-                    if tokio::time::Instant::now() >= deadline {
-                        return (
+                    let late = |why: &str| Err(PatchError::OutOfTime(why.to_owned()));
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        let outcome = late("not started before the webhook's deadline");
+                        return Patched {
                             target,
-                            Err(PatchError::OutOfTime(
-                                "not started before the webhook's deadline".into(),
-                            )),
-                        );
+                            outcome,
+                            started_here: false,
+                        };
                     }
-                    let flight = patcher.join(target.clone());
-                    match tokio::time::timeout_at(deadline, flight).await {
-                        Ok(outcome) => (target, outcome),
-                        Err(_) => (
-                            target,
-                            Err(PatchError::OutOfTime(
-                                "not done by the webhook's deadline".into(),
-                            )),
-                        ),
+                    let (flight, started_here) = patcher.join(target.clone());
+                    let outcome = match deadline {
+                        None => flight.await,
+                        Some(deadline) => tokio::time::timeout_at(deadline, flight)
+                            .await
+                            .unwrap_or_else(|_| late("not done by the webhook's deadline")),
+                    };
+                    Patched {
+                        target,
+                        outcome,
+                        started_here,
                     }
                 }
             })
@@ -191,7 +210,8 @@ impl Patcher {
             .await
     }
 
-    fn join(self: &Arc<Self>, target: PatchTarget) -> SharedOutcome {
+    /// The flight to wait for, and whether this call started it (and so speaks for it).
+    fn join(self: &Arc<Self>, target: PatchTarget) -> (SharedOutcome, bool) {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         match flights.get_mut(&target) {
             None => {
@@ -203,14 +223,14 @@ impl Patcher {
                         queued: None,
                     },
                 );
-                running
+                (running, true)
             }
             Some(flight) => match &flight.queued {
-                Some(queued) => queued.clone(),
+                Some(queued) => (queued.clone(), false),
                 None => {
                     let queued = self.spawn(target, Some(flight.running.clone()));
                     flight.queued = Some(queued.clone());
-                    queued
+                    (queued, true)
                 }
             },
         }
@@ -222,9 +242,12 @@ impl Patcher {
             if let Some(previous) = after {
                 let _ = previous.await;
             }
-            let outcome = patcher.patch_with_retries(&target).await;
-            patcher.land(&target);
-            outcome
+            // Lands the flight however this task ends, a panic included.
+            let _landing = Landing {
+                patcher: &patcher,
+                target: &target,
+            };
+            patcher.patch_with_retries(&target).await
         });
         async move {
             task.await
@@ -424,7 +447,13 @@ mod tests {
         ];
         let results = patcher.patch_all(targets, None).await;
         assert_eq!(results.len(), 2);
-        for (target, result) in results {
+        for Patched {
+            target,
+            outcome: result,
+            started_here,
+        } in results
+        {
+            assert!(started_here);
             let Ok(Applied::WouldPatch(body)) = result else {
                 panic!("{target}: {result:?}")
             };

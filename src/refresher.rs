@@ -14,11 +14,11 @@ use crate::external_secret::SecretId;
 use crate::follow_up::FollowUp;
 use crate::index::SharedIndex;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::patcher::{Applied, Patcher};
+use crate::patcher::{Applied, Patched, Patcher};
 use crate::plan::{Cause, PatchTarget, RefreshPlan};
 
 /// How long a webhook may spend patching: senders give up on a request after about 30 s.
-pub const WEBHOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
+pub const WEBHOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub struct Refresher {
     pub index: Arc<SharedIndex>,
@@ -162,7 +162,12 @@ impl Refresher {
             ..RefreshReport::default()
         };
         let mut applied = Vec::new();
-        for (target, result) in results {
+        for Patched {
+            target,
+            outcome: result,
+            started_here,
+        } in results
+        {
             let cause = targets.remove(&target).unwrap_or_default();
             let mut entry = target_report(&target, cause);
             match result {
@@ -171,8 +176,10 @@ impl Refresher {
                     report.refreshed.push(entry);
                 }
                 Ok(Applied::Patched(object)) => {
-                    self.follow_up
-                        .refreshed(*object, why(&entry.keys, changes), patch_started);
+                    if started_here {
+                        self.follow_up
+                            .refreshed(*object, why(&entry.keys, changes), patch_started);
+                    }
                     report.refreshed.push(entry);
                     applied.push(target);
                 }

@@ -167,12 +167,7 @@ fn base_is_hardened_and_least_privilege() {
         pod_env.insert(env["name"].as_str().unwrap().to_owned());
     }
     let read: BTreeSet<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
-    assert!(
-        pod_env.is_subset(&read),
-        "{:?}",
-        pod_env.difference(&read).collect::<Vec<_>>()
-    );
-    assert!(pod_env.contains("BASIC_AUTH_USER") && pod_env.contains("POD_NAMESPACE"));
+    assert_eq!(pod_env, read, "the pod is given exactly the names the binary reads");
 
     // RBAC: exactly what `eso-refresher rbac` prints for a cluster-wide scope.
     let role = one(&objects, "ClusterRole");
@@ -280,6 +275,14 @@ fn ingress_exposes_only_the_webhook_over_tls() {
     let objects = render(&kubectl, "overlays/ingress-tls");
     let ingress = one(&objects, "Ingress");
     assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    let env = &one(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "TRUST_FORWARDED_FOR" && e["value"] == "true"),
+        "throttling by the forwarded client address behind the ingress"
+    );
     assert!(ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"].is_string());
     let host = &ingress["spec"]["rules"][0]["host"];
     assert_eq!(&ingress["spec"]["tls"][0]["hosts"][0], host);
@@ -434,12 +437,12 @@ fn docker_and_kubectl_tasks_in_dry_mode() {
             "d",
             "DRY_RUN=true",
             "KUBECTL_CONTEXT=prod",
-            "KUBECTL_NAMESPACE=platform",
             "IMAGE_NAME=registry.example/eso-refresher",
         ],
     );
+    // The manifests carry their namespaces: applied without --namespace.
     assert!(
-        deploy.starts_with("kubectl --context prod --namespace platform apply -f - <<EOF\n"),
+        deploy.starts_with("kubectl --context prod apply -f - <<EOF\n"),
         "{deploy}"
     );
     assert!(
@@ -452,24 +455,37 @@ fn docker_and_kubectl_tasks_in_dry_mode() {
         deploy.contains("kind: Ingress\n"),
         "production overlay by default"
     );
-    assert!(deploy.contains(
-        "kubectl --context prod --namespace platform rollout status deployment/eso-refresher"
-    ));
+    assert!(deploy.contains("\nEOF\nkubectl --context prod --namespace eso-refresher rollout status deployment/eso-refresher"), "{deploy}");
 
     let namespaced = task(dir, &["d", "DRY_RUN=true", "OVERLAY=namespaced"]);
     assert!(
-        namespaced.starts_with("kubectl --namespace eso-refresher apply"),
+        namespaced.starts_with("kubectl apply"),
         "no --context unless given"
     );
     assert!(namespaced.contains("kind: Role\n") && !namespaced.contains("kind: ClusterRole\n"));
 
     let undeploy = task(dir, &["ud", "DRY_RUN=true"]);
     assert!(
-        undeploy.starts_with(
-            "kubectl --namespace eso-refresher delete --ignore-not-found -f - <<EOF\n"
-        ),
+        undeploy.starts_with("kubectl delete --ignore-not-found -f - <<EOF\n"),
         "{undeploy}"
     );
+
+    // Refused: the example password, and a namespace the manifests do not use.
+    for args in [
+        &["d"][..],
+        &["d", "DRY_RUN=true", "KUBECTL_NAMESPACE=platform"][..],
+    ] {
+        let refused = Command::new(tool("task").unwrap())
+            .args(["--taskfile"])
+            .arg(dir.join("Taskfile.yaml"))
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success(), "{args:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("precondition"), "{args:?}: {said}");
+    }
 
     // push runs the tests first (shown, not run, with --dry).
     let task_bin = tool("task").unwrap();

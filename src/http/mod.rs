@@ -29,21 +29,24 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The client's address: the connection's, or behind a trusted proxy the one it forwarded.
+    /// The client's address: the connection's, or behind a trusted proxy the last hop of
+    /// X-Forwarded-For — the one the proxy itself appended; anything left of it, and the
+    /// Forwarded header, come from the client and could be anything.
     pub fn client_address(&self, request: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
-        let forwarded = if self.trust_forwarded_for {
-            request
-                .connection_info()
-                .realip_remote_addr()
-                .and_then(|addr| {
-                    addr.parse::<std::net::IpAddr>()
-                        .ok()
-                        .or_else(|| addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
-                })
-        } else {
-            None
-        };
-        forwarded.or_else(|| request.peer_addr().map(|addr| addr.ip()))
+        if self.trust_forwarded_for {
+            let last_hop = request
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .map(str::trim)
+                .rfind(|hop| !hop.is_empty())
+                .and_then(|hop| hop.parse::<std::net::IpAddr>().ok());
+            if last_hop.is_some() {
+                return last_hop;
+            }
+        }
+        request.peer_addr().map(|addr| addr.ip())
     }
 }
 

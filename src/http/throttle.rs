@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+const MAX_TRACKED_CLIENTS: usize = 10_000;
+
 pub struct AuthThrottle {
     failures: DefaultKeyedRateLimiter<IpAddr>,
     blocked_until: Mutex<HashMap<IpAddr, Instant>>,
@@ -42,6 +44,9 @@ impl AuthThrottle {
             let now = Instant::now();
             blocked.retain(|_, until| *until > now);
             blocked.insert(client, now + wait);
+        }
+        // Forget clients whose quota has refilled, so that many addresses cannot grow memory.
+        if self.failures.len() > MAX_TRACKED_CLIENTS {
             self.failures.retain_recent();
         }
     }

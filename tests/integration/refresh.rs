@@ -507,22 +507,36 @@ async fn concurrent_webhooks_for_one_external_secret_coalesce() {
     let api = FakeApiServer::start().await;
     api.apply(external_secret("a", "db").with_key("/k").build());
     let app = std::sync::Arc::new(spawn_ready(&api, config()).await);
-    // Slow the API server down so that the webhooks overlap.
-    api.delay_patches(std::time::Duration::from_millis(300));
+    // The first patch is held at the API server until all 20 webhooks have arrived.
+    api.hold_patches();
     let webhooks: Vec<_> = (0..20)
         .map(|_| {
             let app = app.clone();
             tokio::spawn(async move { app.webhook(&akeyless_events(&["/k"])).await })
         })
         .collect();
+    wait_for("all 20 events to arrive", || async {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        metrics.contains(r#"eso_refresher_events_total{event_type="static-secret-updated"} 20"#)
+    })
+    .await;
+    assert_eq!(api.patches().len(), 1, "one patch in flight, the rest wait");
+    api.release_patches();
     for webhook in webhooks {
         let (status, report) = webhook.await.unwrap();
         assert_eq!(status, 200);
         assert_eq!(report["refreshed"][0]["name"], "db");
     }
-    let patches = api.patches().len();
-    assert!(
-        (1..=3).contains(&patches),
-        "20 overlapping events cost {patches} patches"
+    assert_eq!(
+        api.patches().len(),
+        2,
+        "the one in flight, and one for all who came later"
+    );
+    wait_for("the Events", || async { api.events().len() >= 2 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        api.events().len(),
+        2,
+        "one Event per patch, not per request"
     );
 }

@@ -150,6 +150,8 @@ struct Cluster {
     /// Kubernetes Events created (events.k8s.io/v1).
     events: Vec<Value>,
     patch_delay: Duration,
+    /// While true, PATCH requests wait (they are recorded first).
+    patches_held: tokio::sync::watch::Sender<bool>,
 }
 
 /// The fake server; dropping it stops it.
@@ -210,6 +212,7 @@ impl FakeApiServer {
             next_uid: 1,
             events: Vec::new(),
             patch_delay: Duration::ZERO,
+            patches_held: tokio::sync::watch::Sender::new(false),
         }));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -357,6 +360,15 @@ impl FakeApiServer {
     /// The Kubernetes Events created so far.
     pub fn events(&self) -> Vec<Value> {
         self.lock().events.clone()
+    }
+
+    /// Holds every PATCH (after recording it) until `release_patches`.
+    pub fn hold_patches(&self) {
+        self.lock().patches_held.send_replace(true);
+    }
+
+    pub fn release_patches(&self) {
+        self.lock().patches_held.send_replace(false);
     }
 
     /// Makes every PATCH answer only after `delay`, like a busy API server.
@@ -543,7 +555,7 @@ async fn handle(
         (!body.is_empty()).then(|| serde_json::from_slice(&body).unwrap_or(Value::Null));
 
     // Record the request and decide on a fault, then let go of the lock while stalling.
-    let (fault, mut delay) = {
+    let (fault, mut delay, mut held) = {
         let mut cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
         cluster.requests.push(Request {
             method: method.clone(),
@@ -557,8 +569,16 @@ async fn handle(
         } else {
             Duration::ZERO
         };
-        (cluster.take_fault(&method, &path), delay)
+        let held = cluster.patches_held.subscribe();
+        (cluster.take_fault(&method, &path), delay, held)
     };
+    if method == "PATCH" {
+        while *held.borrow_and_update() {
+            if held.changed().await.is_err() {
+                break;
+            }
+        }
+    }
     match fault {
         Some(FaultKind::Status(code)) => {
             let reason = match code {
