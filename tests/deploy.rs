@@ -167,7 +167,10 @@ fn base_is_hardened_and_least_privilege() {
         pod_env.insert(env["name"].as_str().unwrap().to_owned());
     }
     let read: BTreeSet<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
-    assert_eq!(pod_env, read, "the pod is given exactly the names the binary reads");
+    assert_eq!(
+        pod_env, read,
+        "the pod is given exactly the names the binary reads"
+    );
 
     // RBAC: exactly what `eso-refresher rbac` prints for a cluster-wide scope.
     let role = one(&objects, "ClusterRole");
