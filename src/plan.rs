@@ -51,7 +51,14 @@ impl RefreshPlan {
     pub fn new(changes: &[SecretChange], index: &RefreshIndex) -> RefreshPlan {
         let mut plan = RefreshPlan::default();
         for change in changes {
-            let found = index.lookup(&change.key);
+            let mut found = index.lookup(&change.key);
+            for other in &change.also {
+                for secret in index.lookup(other) {
+                    if !found.iter().any(|f| f.id == secret.id) {
+                        found.push(secret);
+                    }
+                }
+            }
             if found.is_empty() {
                 plan.unmatched.insert(change.key.clone());
             }
@@ -88,6 +95,7 @@ mod tests {
     fn change(key: &str) -> SecretChange {
         SecretChange {
             key: key.into(),
+            also: Vec::new(),
             event_type: None,
             event_id: None,
         }

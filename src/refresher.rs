@@ -46,6 +46,9 @@ pub struct RefreshReport {
     /// Ids of events already applied within the de-duplication window: not applied again.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub duplicates: Vec<String>,
+    /// Events acknowledged without a refresh (deletions, failures, reminders).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<crate::events::Ignored>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_buster: Option<CacheBusterReport>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

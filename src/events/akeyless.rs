@@ -48,6 +48,7 @@ fn shape(message: String) -> PayloadError {
 fn forwarded_event(event: &Map<String, Value>) -> Result<SecretChange, String> {
     Ok(SecretChange {
         key: required_name(event, "item_name")?,
+        also: Vec::new(),
         event_type: optional_text(event, "event_type")?,
         event_id: optional_text(event, "event_id")?,
     })
@@ -71,6 +72,7 @@ fn grouped_events(groups: &Value) -> Result<Vec<SecretChange>, PayloadError> {
                 .ok_or_else(|| at("not an object".into()))?;
             changes.push(SecretChange {
                 key: required_name(event, "name").map_err(at)?,
+                also: Vec::new(),
                 event_type: Some(event_type.clone()),
                 event_id: optional_text(event, "event_id").map_err(at)?,
             });

@@ -54,31 +54,40 @@ impl AppState {
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Every route the server serves, as (method, path); the OpenAPI description lists exactly these.
-pub const ROUTES: [(&str, &str); 5] = [
+pub const ROUTES: [(&str, &str); 7] = [
     ("POST", "/webhook"),
+    ("POST", "/webhook/{provider}"),
+    ("OPTIONS", "/webhook/{provider}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
 ];
 
-fn handler(path: &str) -> Option<actix_web::Route> {
-    Some(match path {
-        "/webhook" => web::route().to(webhook::receive),
-        "/healthz" => web::route().to(health::healthz),
-        "/readyz" => web::route().to(health::readyz),
-        "/metrics" => web::route().to(health::metrics),
-        "/openapi.json" => web::route().to(openapi),
+fn handler(method: &str, path: &str) -> Option<actix_web::Route> {
+    Some(match (method, path) {
+        (_, "/webhook") => web::route().to(webhook::receive),
+        ("POST", "/webhook/{provider}") => web::route().to(webhook::receive_from),
+        ("OPTIONS", "/webhook/{provider}") => web::route().to(webhook::allow_origin),
+        (_, "/healthz") => web::route().to(health::healthz),
+        (_, "/readyz") => web::route().to(health::readyz),
+        (_, "/metrics") => web::route().to(health::metrics),
+        (_, "/openapi.json") => web::route().to(openapi),
         _ => return None,
     })
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
-    for (method, path) in ROUTES {
-        let (Some(route), Ok(method)) = (handler(path), method.parse()) else {
-            continue;
-        };
-        config.service(web::resource(path).route(route.method(method)));
+    let mut paths: Vec<&str> = ROUTES.iter().map(|(_, path)| *path).collect();
+    paths.dedup();
+    for path in paths {
+        let mut resource = web::resource(path);
+        for (method, _) in ROUTES.iter().filter(|(_, p)| *p == path) {
+            if let (Some(route), Ok(method)) = (handler(method, path), method.parse()) {
+                resource = resource.route(route.method(method));
+            }
+        }
+        config.service(resource);
     }
     config.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::NotFound)

@@ -5,20 +5,65 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use super::AppState;
 use super::error::{ApiError, RETRY_AFTER_SECONDS};
-use crate::events::akeyless;
+use crate::events::{Notification, Provider};
 use crate::refresher::RefreshReport;
 
 /// How long a client may take to send the body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Handles a webhook and logs one line about it, whatever its outcome.
+/// What a webhook comes to.
+enum Answer {
+    Report(RefreshReport),
+    /// A handshake's answer, sent as is.
+    Reply(serde_json::Value),
+}
+
+/// `POST /webhook/{provider}`: a body of that provider's.
+pub async fn receive_from(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let name = request.match_info().get("provider").unwrap_or_default();
+    match Provider::from_name(name) {
+        Some(provider) => respond(handle(&request, payload, &state, Some(provider)).await),
+        None => respond(Err(ApiError::NotFound)),
+    }
+}
+
+/// `OPTIONS /webhook/{provider}`: the CloudEvents webhook abuse-protection handshake (Azure
+/// Event Grid's CloudEvents schema sends it before delivering anything).
+pub async fn allow_origin(request: HttpRequest) -> HttpResponse {
+    let origin = request
+        .headers()
+        .get("webhook-request-origin")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("*")
+        .to_owned();
+    HttpResponse::Ok()
+        .insert_header(("WebHook-Allowed-Origin", origin))
+        .insert_header(("WebHook-Allowed-Rate", "*"))
+        .insert_header((header::ALLOW, "POST, OPTIONS"))
+        .finish()
+}
+
+/// `POST /webhook`: Akeyless bodies, and any other provider's recognized by its shape.
 pub async fn receive(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    match handle(&request, payload, &state).await {
-        Ok(report) => {
+    respond(handle(&request, payload, &state, None).await)
+}
+
+/// Answers, and logs one line about the webhook, whatever its outcome.
+fn respond(outcome: Result<Answer, ApiError>) -> HttpResponse {
+    match outcome {
+        Ok(Answer::Reply(reply)) => {
+            tracing::info!(status = 200, "webhook handshake answered");
+            HttpResponse::Ok().json(reply)
+        }
+        Ok(Answer::Report(report)) => {
             let applied = report.all_applied();
             let status = if applied { 200 } else { 503 };
             tracing::info!(
@@ -54,7 +99,8 @@ async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<RefreshReport, ApiError> {
+    provider: Option<Provider>,
+) -> Result<Answer, ApiError> {
     let client = state.client_address(request);
     if let Some(wait) = client.and_then(|ip| state.throttle.blocked(ip)) {
         state.metrics.throttled_requests.inc();
@@ -75,16 +121,63 @@ async fn handle(
         .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|_| ApiError::PayloadTooLarge { limit })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-    let changes = akeyless::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if changes.len() > state.max_events {
+    let notification = read(request, &body, provider)?;
+    if let Some(reply) = notification.reply {
+        return Ok(Answer::Reply(reply));
+    }
+    if let Some(url) = &notification.confirm_subscription {
+        // Confirming means fetching a URL the body names; an operator does it, from the log.
+        tracing::warn!(subscribe_url = %url, "SNS asks to confirm a subscription: open the SubscribeURL (or confirm it in the AWS console)");
+        return Ok(Answer::Reply(serde_json::json!({
+            "subscriptionConfirmation": "received; confirm it with the SubscribeURL, which is logged"
+        })));
+    }
+    let count = notification.changes.len() + notification.ignored.len();
+    if count > state.max_events {
         return Err(ApiError::TooManyEvents {
-            count: changes.len(),
+            count,
             limit: state.max_events,
         });
     }
-    state
-        .refresher
-        .refresh(&changes)
-        .await
-        .map_err(|_| ApiError::NotReady)
+    let mut report = if notification.changes.is_empty() {
+        RefreshReport::default()
+    } else {
+        state
+            .refresher
+            .refresh(&notification.changes)
+            .await
+            .map_err(|_| ApiError::NotReady)?
+    };
+    report.events += notification.ignored.len();
+    report.ignored = notification.ignored;
+    Ok(Answer::Report(report))
+}
+
+/// Reads the body as `provider`'s, or recognizes the provider by its shape. A CloudEvent in
+/// binary mode is in the `ce-*` headers, not the body.
+fn read(
+    request: &HttpRequest,
+    body: &[u8],
+    provider: Option<Provider>,
+) -> Result<Notification, ApiError> {
+    let bad = |e: crate::events::PayloadError| ApiError::BadRequest(e.to_string());
+    let headers = request.headers();
+    if headers.contains_key("ce-specversion")
+        && matches!(provider, None | Some(Provider::CloudEvents))
+    {
+        let mut event = serde_json::Map::new();
+        for name in ["specversion", "type", "source", "id", "subject"] {
+            if let Some(value) = headers
+                .get(format!("ce-{name}"))
+                .and_then(|v| v.to_str().ok())
+            {
+                event.insert(name.to_owned(), value.into());
+            }
+        }
+        let mut notification = Notification::default();
+        notification.push_cloudevent(&event, 0).map_err(bad)?;
+        return Ok(notification);
+    }
+    let provider = provider.unwrap_or_else(|| Provider::detect(body));
+    provider.parse(body).map_err(bad)
 }

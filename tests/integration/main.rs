@@ -5,6 +5,7 @@ mod cache_buster;
 mod cluster;
 mod input;
 mod manifests_mode;
+mod providers;
 mod refresh;
 mod reliability;
 mod support;
