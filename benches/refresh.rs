@@ -802,15 +802,11 @@ fn med(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
 }
 
 fn med_verbs(runs: &[Run], f: impl Fn(&Run) -> &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
-    let mut verbs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for run in runs {
-        for verb in f(run).keys() {
-            verbs.entry(verb.clone()).or_default();
-        }
-    }
+    let verbs: std::collections::BTreeSet<String> =
+        runs.iter().flat_map(|run| f(run).keys().cloned()).collect();
     verbs
         .into_iter()
-        .map(|(verb, _)| {
+        .map(|verb| {
             let values: Vec<f64> = runs
                 .iter()
                 .map(|r| f(r).get(&verb).copied().unwrap_or(0.0))
