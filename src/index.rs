@@ -1,7 +1,7 @@
 //! The key → ExternalSecret index. No I/O: the watch feeds it objects, the webhook asks it
 //! which ExternalSecrets a changed key concerns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -13,8 +13,16 @@ pub struct RefreshIndex {
     secrets: HashMap<SecretId, Arc<IndexedSecret>>,
     /// Normalized remote key → the ExternalSecrets that name it.
     by_key: HashMap<String, Vec<SecretId>>,
-    /// ExternalSecrets with `dataFrom[].find` rules, tried one by one.
-    with_finds: HashSet<SecretId>,
+    /// Normalized `dataFrom[].find.path` → the ExternalSecrets with a find rule under it. A
+    /// rule with a path can only match keys that start with it, so a lookup tries just the
+    /// ExternalSecrets filed under a prefix of the key, not every rule in the cluster.
+    finds_by_path: HashMap<String, Vec<SecretId>>,
+    /// The lengths of the paths in `finds_by_path`, each with how many paths have it: the
+    /// prefixes of a key worth looking up.
+    find_path_lengths: BTreeMap<usize, usize>,
+    /// ExternalSecrets with a find rule that has no path (a name pattern only), tried one by
+    /// one.
+    finds_anywhere: HashSet<SecretId>,
 }
 
 impl RefreshIndex {
@@ -36,8 +44,18 @@ impl RefreshIndex {
                 .or_default()
                 .push(secret.id.clone());
         }
-        if !secret.finds.is_empty() {
-            self.with_finds.insert(secret.id.clone());
+        for find in &secret.finds {
+            let Some(path) = &find.path else {
+                self.finds_anywhere.insert(secret.id.clone());
+                continue;
+            };
+            let ids = self.finds_by_path.entry(path.clone()).or_default();
+            if ids.is_empty() {
+                *self.find_path_lengths.entry(path.len()).or_default() += 1;
+            }
+            if !ids.contains(&secret.id) {
+                ids.push(secret.id.clone());
+            }
         }
         self.secrets.insert(secret.id.clone(), secret);
     }
@@ -54,7 +72,25 @@ impl RefreshIndex {
                 }
             }
         }
-        self.with_finds.remove(id);
+        for find in &old.finds {
+            let Some(path) = &find.path else {
+                self.finds_anywhere.remove(id);
+                continue;
+            };
+            let Some(ids) = self.finds_by_path.get_mut(path) else {
+                continue;
+            };
+            ids.retain(|other| other != id);
+            if ids.is_empty() {
+                self.finds_by_path.remove(path);
+                if let Some(count) = self.find_path_lengths.get_mut(&path.len()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.find_path_lengths.remove(&path.len());
+                    }
+                }
+            }
+        }
     }
 
     /// Replaces every ExternalSecret in `namespace` (all of them for `None`) with `secrets`,
@@ -92,7 +128,16 @@ impl RefreshIndex {
             .flatten()
             .filter_map(|id| self.secrets.get(id).cloned())
             .collect();
-        for id in &self.with_finds {
+        // Only ExternalSecrets with a find rule whose path is a prefix of the key can match
+        // it (FindRule::matches), besides those with a rule without path.
+        let under_prefix = self
+            .find_path_lengths
+            .keys()
+            .take_while(|len| **len <= key.len())
+            .filter_map(|len| key.get(..*len))
+            .filter_map(|prefix| self.finds_by_path.get(prefix))
+            .flatten();
+        for id in under_prefix.chain(&self.finds_anywhere) {
             if let Some(secret) = self.secrets.get(id)
                 && secret.matches_find(key)
                 && !found.iter().any(|f| &f.id == id)
@@ -277,6 +322,71 @@ mod tests {
         assert_eq!(names(index.lookup("prod/cache")), ["a/finder"]);
         index.delete(&SecretId::new("a", "finder"));
         assert!(index.lookup("prod/cache").is_empty());
+    }
+
+    fn finder(
+        namespace: &str,
+        name: &str,
+        path: Option<&str>,
+        regexp: Option<&str>,
+    ) -> IndexedSecret {
+        let mut finder = secret(namespace, name, &[]);
+        finder.finds.push(FindRule {
+            path: path.map(str::to_owned),
+            name: regexp.map(|r| regex::Regex::new(r).expect("regexp")),
+        });
+        finder
+    }
+
+    #[test]
+    fn find_rules_match_by_path_prefix_and_pattern() {
+        let mut index = RefreshIndex::default();
+        index.apply(finder("a", "prod", Some("prod/"), None));
+        index.apply(finder("a", "prod-db", Some("prod/db"), Some("^db")));
+        index.apply(finder("b", "cfg", None, Some("^cfg-")));
+        let mut both = finder("b", "both", Some("stage/"), None);
+        both.finds.push(FindRule {
+            path: Some("prod/".into()),
+            name: None,
+        });
+        index.apply(both);
+        assert_eq!(
+            names(index.lookup("/prod/db-main")),
+            ["a/prod", "a/prod-db", "b/both"]
+        );
+        assert_eq!(
+            names(index.lookup("prod/dbx/other")),
+            ["a/prod", "b/both"],
+            "pattern"
+        );
+        assert_eq!(names(index.lookup("stage/cfg-x")), ["b/both", "b/cfg"]);
+        assert!(index.lookup("pro").is_empty(), "shorter than every path");
+        assert!(index.lookup("production/x").is_empty(), "not under prod/");
+        assert_eq!(
+            names(index.lookup("prod/é")),
+            ["a/prod", "b/both"],
+            "not a char boundary"
+        );
+    }
+
+    #[test]
+    fn deleting_find_rules_leaves_nothing_behind() {
+        let mut index = RefreshIndex::default();
+        index.apply(finder("a", "one", Some("prod/"), None));
+        index.apply(finder("a", "two", Some("prod/"), None));
+        index.apply(finder("a", "three", None, Some("x")));
+        index.apply(finder("a", "one", Some("stage/"), None));
+        assert_eq!(
+            names(index.lookup("prod/k")),
+            ["a/two"],
+            "replaced rule is gone"
+        );
+        for name in ["one", "two", "three"] {
+            index.delete(&SecretId::new("a", name));
+        }
+        assert!(index.finds_by_path.is_empty());
+        assert!(index.find_path_lengths.is_empty());
+        assert!(index.finds_anywhere.is_empty());
     }
 
     #[test]

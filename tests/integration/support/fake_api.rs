@@ -878,3 +878,292 @@ fn streaming(receiver: mpsc::UnboundedReceiver<Bytes>, timeout: Option<Duration>
         .content_type("application/json")
         .streaming(lines.take_until(ends))
 }
+
+// =============================================================================================
+// Benchmark support, used by benches/refresh.rs only. Everything above is the fake as the
+// integration tests use it; this block only adds to it and changes nothing there.
+// =============================================================================================
+
+/// Arrival instants of PATCH and PUT requests at the benchmark front, with "METHOD path".
+#[allow(dead_code)] // the integration tests do not use the benchmark additions
+pub type Arrivals = Arc<Mutex<Vec<(std::time::Instant, String)>>>;
+
+#[allow(dead_code)] // the integration tests do not use the benchmark additions
+impl FakeApiServer {
+    /// Stores objects as `apply` does (uid, resourceVersion, creationTimestamp) but without
+    /// schema validation and without watch events or history: validating 100k objects takes
+    /// minutes. For loading before anything watches; callers `apply` one object of each shape
+    /// first so that the shapes are known to be valid. Returns how many were stored.
+    pub fn load_unvalidated(&self, objects: impl IntoIterator<Item = Value>) -> usize {
+        let mut cluster = self.lock();
+        let mut count = 0;
+        for mut object in objects {
+            let kind = object["kind"].as_str().expect("kind").to_owned();
+            let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+            let name = object["metadata"]["name"]
+                .as_str()
+                .expect("name")
+                .to_owned();
+            cluster.next_uid += 1;
+            cluster.resource_version += 1;
+            object["metadata"]["uid"] = json!(format!("uid-{}", cluster.next_uid));
+            object["metadata"]["resourceVersion"] = json!(cluster.resource_version.to_string());
+            object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            cluster
+                .objects
+                .insert((plural_of(&kind), namespace, name), object);
+            count += 1;
+        }
+        count
+    }
+
+    /// How many requests have been recorded so far (cheaper than `requests().len()`).
+    pub fn request_count(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    /// Requests recorded from position `from` on, as (method, path, is a watch) only.
+    pub fn request_summaries_since(&self, from: usize) -> Vec<(String, String, bool)> {
+        let cluster = self.lock();
+        cluster
+            .requests
+            .iter()
+            .skip(from)
+            .map(|r| (r.method.clone(), r.path.clone(), r.is_watch()))
+            .collect()
+    }
+
+    /// A second listener on the same cluster state, for benchmarks. Everything goes to the
+    /// fake's own handler (same recording, faults, validation, watches, merge patch), except:
+    /// - `GET /api/v1/namespaces`, which the original tool calls: a NamespaceList of every
+    ///   namespace that holds an object;
+    /// - `PUT` of an external-secrets.io object, which the original tool sends: a full update
+    ///   checked against the stored resourceVersion (409 on mismatch) and the CRD schema, as
+    ///   the API server does;
+    /// - LIST (GET of a collection, not a watch) when no faults are pending and cluster lists
+    ///   are not forbidden: the same answer as the fake's (offset continue tokens, limit,
+    ///   remainingItemCount) but built from the page only; the fake's own list copies every
+    ///   object of the scope for each page, which at 100k objects makes the fake, not the
+    ///   service under test, the bottleneck.
+    ///
+    /// The arrival instant of each PATCH and PUT is recorded before it is handled.
+    pub fn start_bench_front(&self) -> (String, ServerHandle, Arrivals) {
+        let arrivals: Arrivals = Arc::default();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let data = web::Data::from(self.cluster.clone());
+        let recorded = web::Data::from(arrivals.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(recorded.clone())
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .default_service(web::to(Self::bench_front))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        (format!("http://127.0.0.1:{port}"), handle, arrivals)
+    }
+
+    async fn bench_front(
+        request: HttpRequest,
+        body: Bytes,
+        cluster: web::Data<Mutex<Cluster>>,
+        arrivals: web::Data<Mutex<Vec<(std::time::Instant, String)>>>,
+    ) -> HttpResponse {
+        let arrived = std::time::Instant::now();
+        let method = request.method().as_str().to_owned();
+        let path = request.path().to_owned();
+        if method == "PATCH" || method == "PUT" {
+            arrivals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((arrived, format!("{method} {path}")));
+        }
+        let query: BTreeMap<String, String> =
+            web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
+                .map(|q| q.into_inner())
+                .unwrap_or_default();
+        let is_watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let served_here = {
+            let mut guard = cluster.lock().unwrap_or_else(|p| p.into_inner());
+            let state = &mut *guard;
+            let target = parse_resource_path(&path);
+            let no_faults = state.faults.iter().all(|f| f.times == 0);
+            let answer = match (method.as_str(), &target) {
+                ("GET", _) if path == "/api/v1/namespaces" => Some(Self::bench_namespaces(state)),
+                ("PUT", Some(target)) if target.name.is_some() && no_faults => {
+                    Some(Self::bench_put(state, target, &body))
+                }
+                ("GET", Some(target))
+                    if target.name.is_none()
+                        && !is_watch
+                        && no_faults
+                        && !state.forbid_cluster_list =>
+                {
+                    Some(Self::bench_list(state, target, &query))
+                }
+                _ => None,
+            };
+            if answer.is_some() {
+                let content_type = request
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                state.requests.push(Request {
+                    method: method.clone(),
+                    path: path.clone(),
+                    query,
+                    content_type,
+                    body: (!body.is_empty())
+                        .then(|| serde_json::from_slice(&body).unwrap_or(Value::Null)),
+                });
+            }
+            answer
+        };
+        match served_here {
+            Some(response) => response,
+            None => handle(request, body, cluster).await,
+        }
+    }
+
+    fn bench_namespaces(cluster: &Cluster) -> HttpResponse {
+        let namespaces: std::collections::BTreeSet<&str> = cluster
+            .objects
+            .keys()
+            .filter_map(|(_, namespace, _)| namespace.as_deref())
+            .collect();
+        let items: Vec<Value> = namespaces
+            .into_iter()
+            .map(|ns| {
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns}, "status": {"phase": "Active"}})
+            })
+            .collect();
+        json_response(
+            200,
+            json!({"apiVersion": "v1", "kind": "NamespaceList",
+            "metadata": {"resourceVersion": cluster.resource_version.to_string()},
+            "items": items}),
+        )
+    }
+
+    fn bench_known(cluster: &Cluster, target: &ResourcePath) -> bool {
+        cluster.served.contains(&target.version)
+            && cluster
+                .resource(&target.plural)
+                .is_some_and(|r| r.namespaced || target.namespace.is_none())
+    }
+
+    fn bench_list(
+        cluster: &Cluster,
+        target: &ResourcePath,
+        query: &BTreeMap<String, String>,
+    ) -> HttpResponse {
+        if !Self::bench_known(cluster, target) {
+            return error(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        let api_version = format!("{GROUP}/{}", target.version);
+        let offset: usize = query
+            .get("continue")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let limit: usize = query
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        let start: Key = (
+            target.plural.clone(),
+            target.namespace.clone(),
+            String::new(),
+        );
+        let in_range = cluster
+            .objects
+            .range(start..)
+            .take_while(|(key, _)| in_scope(key, target));
+        let mut page = Vec::new();
+        let mut total = 0;
+        for (i, (_, object)) in in_range.enumerate() {
+            total = i + 1;
+            if i >= offset && page.len() < limit {
+                let mut object = object.clone();
+                object["apiVersion"] = json!(api_version);
+                page.push(object);
+            }
+        }
+        let next = offset + page.len();
+        let mut metadata = json!({"resourceVersion": cluster.resource_version.to_string()});
+        if next < total {
+            metadata["continue"] = json!(next.to_string());
+            metadata["remainingItemCount"] = json!(total - next);
+        }
+        let kind = cluster
+            .resource(&target.plural)
+            .map(|r| format!("{}List", r.kind))
+            .unwrap_or_default();
+        json_response(
+            200,
+            json!({"apiVersion": api_version, "kind": kind,
+            "metadata": metadata, "items": page}),
+        )
+    }
+
+    fn bench_put(cluster: &mut Cluster, target: &ResourcePath, body: &Bytes) -> HttpResponse {
+        if !Self::bench_known(cluster, target) {
+            return error(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        let name = target.name.clone().unwrap_or_default();
+        let key = (
+            target.plural.clone(),
+            target.namespace.clone(),
+            name.clone(),
+        );
+        let Some(stored) = cluster.objects.get(&key) else {
+            return not_found(target, &name);
+        };
+        let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
+            return error(400, "BadRequest", "body is not JSON");
+        };
+        if object["metadata"]["name"] != json!(name) {
+            return error(
+                400,
+                "BadRequest",
+                "the name in the body does not match the URL",
+            );
+        }
+        let given = &object["metadata"]["resourceVersion"];
+        if !given.is_null() && given != &stored["metadata"]["resourceVersion"] {
+            return error(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {}.{GROUP} \"{name}\": the object has been modified",
+                    target.plural
+                ),
+            );
+        }
+        object["metadata"]["uid"] = stored["metadata"]["uid"].clone();
+        object["metadata"]["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
+        object["apiVersion"] = json!(format!("{GROUP}/{}", target.version));
+        if let Err(problems) = cluster.validate(&object) {
+            return error(422, "Invalid", &format!("{name} is invalid: {problems}"));
+        }
+        let stored = cluster.store(key, object, "MODIFIED");
+        json_response(200, stored)
+    }
+}
