@@ -6,18 +6,23 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
 
 use crate::external_secret::SecretId;
 use crate::index::SharedIndex;
 use crate::metrics::{Metrics, OutcomeLabels};
 
 pub const EVENT_REASON: &str = "RefreshRequested";
+const REPORTER: &str = "eso-refresher";
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct FollowUp {
     /// `None` in dry runs: there is no cluster to tell.
-    recorder: Option<Recorder>,
+    client: Option<kube::Client>,
+    /// This pod, named in the Events it records.
+    instance: String,
     confirm_timeout: Option<Duration>,
     index: Arc<SharedIndex>,
     metrics: Arc<Metrics>,
@@ -53,12 +58,9 @@ impl FollowUp {
         index: Arc<SharedIndex>,
         metrics: Arc<Metrics>,
     ) -> FollowUp {
-        let reporter = Reporter {
-            controller: "eso-refresher".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         FollowUp {
-            recorder: client.map(|client| Recorder::new(client, reporter)),
+            client,
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| REPORTER.to_owned()),
             confirm_timeout,
             index,
             metrics,
@@ -68,18 +70,17 @@ impl FollowUp {
 
     /// Records that `object` was patched at `patched_at` because of `why`, in the background.
     pub fn refreshed(&self, object: ObjectReference, why: String, patched_at: DateTime<Utc>) {
-        if let Some(recorder) = self.recorder.clone() {
-            let event = Event {
-                type_: EventType::Normal,
-                reason: EVENT_REASON.into(),
-                note: Some(truncate(why, 1024)),
-                action: "Refresh".into(),
-                secondary: None,
-            };
+        if let Some(client) = self.client.clone() {
+            let event = refresh_event(&object, truncate(why, 1024), &self.instance);
             let reference = object.clone();
+            // A cluster-scoped object's Events go to the default namespace.
+            let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
             self.runtime.spawn(async move {
+                let events: Api<Event> = Api::namespaced(client, &namespace);
+                let params = PostParams::default();
+                let create = events.create(&params, &event);
                 let published =
-                    tokio::time::timeout(EVENT_TIMEOUT, recorder.publish(&event, &reference)).await;
+                    tokio::time::timeout(EVENT_TIMEOUT, async { create.await.map(|_| ()) }).await;
                 match published {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
@@ -113,6 +114,28 @@ impl FollowUp {
                 Confirmation::TimedOut => tracing::warn!(external_secret = %id, timeout_s = timeout.as_secs(), "ESO did not report a refresh in time"),
             }
         });
+    }
+}
+
+/// An events.k8s.io/v1 Event about a refresh. Each is created anew (the server names it):
+/// their notes name different events, so there is no series to aggregate, and nothing is
+/// cached here.
+fn refresh_event(object: &ObjectReference, note: String, instance: &str) -> Event {
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.", object.name.as_deref().unwrap_or(REPORTER))),
+            namespace: object.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        action: Some("Refresh".into()),
+        reason: Some(EVENT_REASON.into()),
+        note: Some(note),
+        regarding: Some(object.clone()),
+        reporting_controller: Some(REPORTER.into()),
+        reporting_instance: Some(instance.to_owned()),
+        type_: Some("Normal".into()),
+        ..Event::default()
     }
 }
 

@@ -26,11 +26,11 @@ fn rule_in(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 /// What the watch, the patches and the Events about them need in one namespace: nothing on
-/// Secrets. (An Event that recurs is patched, as a series.)
+/// Secrets.
 pub fn namespaced_rules() -> Vec<PolicyRule> {
     vec![
         rule(&["externalsecrets"], &["get", "list", "watch", "patch"]),
-        rule_in("events.k8s.io", &["events"], &["create", "patch"]),
+        rule_in("events.k8s.io", &["events"], &["create"]),
     ]
 }
 
@@ -153,7 +153,7 @@ mod tests {
             serde_json::json!(["get", "list", "watch", "patch"])
         );
         assert_eq!(rules[1]["apiGroups"], serde_json::json!(["events.k8s.io"]));
-        assert_eq!(rules[1]["verbs"], serde_json::json!(["create", "patch"]));
+        assert_eq!(rules[1]["verbs"], serde_json::json!(["create"]));
         assert_eq!(
             rules[2]["resources"],
             serde_json::json!(["clusterexternalsecrets"])
