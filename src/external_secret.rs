@@ -251,6 +251,21 @@ impl IndexedSecret {
         }
     }
 
+    /// An entry naming `keys` and nothing else, for tests.
+    #[cfg(test)]
+    pub fn with_keys(namespace: &str, name: &str, keys: &[&str]) -> IndexedSecret {
+        IndexedSecret {
+            id: SecretId::new(namespace, name),
+            keys: keys.iter().map(|k| normalize_key(k).to_owned()).collect(),
+            finds: Vec::new(),
+            skip_reason: None,
+            parent: None,
+            problems: Vec::new(),
+            refreshed_at: None,
+            ready: None,
+        }
+    }
+
     /// [`IndexedSecret::from_object`], logging what could not be understood.
     pub fn read_logged(object: &DynamicObject) -> Option<IndexedSecret> {
         let secret = Self::from_object(object)?;

@@ -190,14 +190,9 @@ mod tests {
 
     fn secret(refreshed_at: Option<DateTime<Utc>>, ready: Option<bool>) -> IndexedSecret {
         IndexedSecret {
-            id: SecretId::new("a", "s"),
-            keys: vec!["k".into()],
-            finds: Vec::new(),
-            skip_reason: None,
-            parent: None,
-            problems: Vec::new(),
             refreshed_at,
             ready,
+            ..IndexedSecret::with_keys("a", "s", &["k"])
         }
     }
 

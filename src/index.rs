@@ -256,16 +256,7 @@ mod tests {
     use crate::external_secret::FindRule;
 
     fn secret(namespace: &str, name: &str, keys: &[&str]) -> IndexedSecret {
-        IndexedSecret {
-            id: SecretId::new(namespace, name),
-            keys: keys.iter().map(|k| normalize_key(k).to_owned()).collect(),
-            finds: Vec::new(),
-            skip_reason: None,
-            parent: None,
-            problems: Vec::new(),
-            refreshed_at: None,
-            ready: None,
-        }
+        IndexedSecret::with_keys(namespace, name, keys)
     }
 
     fn names(found: Vec<Arc<IndexedSecret>>) -> Vec<String> {

@@ -102,16 +102,7 @@ mod tests {
     }
 
     fn secret(ns: &str, name: &str, key: &str) -> IndexedSecret {
-        IndexedSecret {
-            id: SecretId::new(ns, name),
-            keys: vec![key.trim_start_matches('/').into()],
-            finds: Vec::new(),
-            skip_reason: None,
-            parent: None,
-            problems: Vec::new(),
-            refreshed_at: None,
-            ready: None,
-        }
+        IndexedSecret::with_keys(ns, name, &[key])
     }
 
     #[test]

@@ -766,21 +766,27 @@ fn in_scope(key: &Key, target: &ResourcePath) -> bool {
     key.0 == target.plural && (target.namespace.is_none() || key.1 == target.namespace)
 }
 
+/// A LIST's page: where it starts (the `continue` token is an offset) and how long it is.
+fn page_bounds(query: &BTreeMap<String, String>) -> (usize, usize) {
+    let offset = query
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    (offset, limit)
+}
+
 fn list_response(
     cluster: &Cluster,
     target: &ResourcePath,
     query: &BTreeMap<String, String>,
     api_version: &str,
 ) -> HttpResponse {
-    let offset: usize = query
-        .get("continue")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let limit: usize = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .filter(|l| *l > 0)
-        .unwrap_or(usize::MAX);
+    let (offset, limit) = page_bounds(query);
     let matching: Vec<Value> = cluster
         .objects
         .iter()
@@ -1074,15 +1080,7 @@ impl FakeApiServer {
             );
         }
         let api_version = format!("{GROUP}/{}", target.version);
-        let offset: usize = query
-            .get("continue")
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let limit: usize = query
-            .get("limit")
-            .and_then(|l| l.parse().ok())
-            .filter(|l| *l > 0)
-            .unwrap_or(usize::MAX);
+        let (offset, limit) = page_bounds(query);
         let start: Key = (
             target.plural.clone(),
             target.namespace.clone(),
