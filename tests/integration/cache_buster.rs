@@ -6,18 +6,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn stamps(api: &FakeApiServer) -> Vec<String> {
-    api.patches()
-        .iter()
-        .map(|p| {
-            p.body.as_ref().unwrap()["metadata"]["annotations"]["updated-at"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn patches_again_after_the_wait_with_a_fresh_stamp() {
     let api = FakeApiServer::start().await;

@@ -133,16 +133,7 @@ async fn back_to_back_webhooks_always_change_the_annotation() {
         let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;
         assert_eq!(status, 200);
     }
-    let stamps: Vec<String> = api
-        .patches()
-        .iter()
-        .map(|p| {
-            p.body.as_ref().unwrap()["metadata"]["annotations"]["updated-at"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let stamps = stamps(&api);
     assert_eq!(stamps.len(), 5);
     assert!(
         stamps.windows(2).all(|w| w[0] < w[1]),

@@ -104,6 +104,18 @@ pub async fn spawn_ready(api: &FakeApiServer, config: Config) -> TestApp {
     app
 }
 
+/// The `updated-at` values of the ExternalSecret patches `api` received, in order.
+pub fn stamps(api: &FakeApiServer) -> Vec<String> {
+    api.patches()
+        .iter()
+        .filter_map(|p| {
+            p.body.as_ref()?["metadata"]["annotations"]["updated-at"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// Polls `condition` for up to ten seconds.
 pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
 where
