@@ -103,14 +103,7 @@ fn optional_text(event: &Map<String, Value>, field: &str) -> Result<Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/events/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::events::fixture;
 
     fn keys(changes: &[SecretChange]) -> Vec<&str> {
         changes.iter().map(|c| c.key.as_str()).collect()

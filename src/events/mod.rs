@@ -152,13 +152,22 @@ impl Provider {
     }
 }
 
+/// A sample body from tests/fixtures/events, for the parsers' tests.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_fixture_is_recognized() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/events");
         let expected = [
             ("akeyless-array.json", Provider::Akeyless),
             ("akeyless-single.json", Provider::Akeyless),
@@ -175,7 +184,7 @@ mod tests {
             ("cloudevent-structured.json", Provider::CloudEvents),
         ];
         for (file, provider) in expected {
-            let body = std::fs::read(format!("{dir}/{file}")).unwrap();
+            let body = fixture(file);
             assert_eq!(Provider::detect(&body), provider, "{file}");
             assert!(provider.parse(&body).is_ok(), "{file}");
         }

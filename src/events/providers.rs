@@ -372,14 +372,7 @@ pub fn generic(body: &[u8]) -> Result<Notification, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/events/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::events::fixture;
 
     #[test]
     fn aws_names_drop_the_arn_and_its_random_suffix() {

@@ -780,6 +780,8 @@ fn page_bounds(query: &BTreeMap<String, String>) -> (usize, usize) {
     (offset, limit)
 }
 
+/// A LIST page. Only the page's objects are copied, so paging through a large scope costs
+/// the same per page as the real API server's.
 fn list_response(
     cluster: &Cluster,
     target: &ResourcePath,
@@ -787,22 +789,31 @@ fn list_response(
     api_version: &str,
 ) -> HttpResponse {
     let (offset, limit) = page_bounds(query);
-    let matching: Vec<Value> = cluster
+    // Keys sort by plural, then namespace (None first), then name: a scope is one range.
+    let start: Key = (
+        target.plural.clone(),
+        target.namespace.clone(),
+        String::new(),
+    );
+    let in_scope_objects = cluster
         .objects
-        .iter()
-        .filter(|(key, _)| in_scope(key, target))
-        .map(|(_, object)| {
+        .range(start..)
+        .take_while(|(key, _)| in_scope(key, target));
+    let mut page = Vec::new();
+    let mut total = 0;
+    for (i, (_, object)) in in_scope_objects.enumerate() {
+        total = i + 1;
+        if i >= offset && page.len() < limit {
             let mut object = object.clone();
             object["apiVersion"] = json!(api_version);
-            object
-        })
-        .collect();
-    let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
+            page.push(object);
+        }
+    }
     let next = offset + page.len();
     let mut metadata = json!({"resourceVersion": cluster.resource_version.to_string()});
-    if next < matching.len() {
+    if next < total {
         metadata["continue"] = json!(next.to_string());
-        metadata["remainingItemCount"] = json!(matching.len() - next);
+        metadata["remainingItemCount"] = json!(total - next);
     }
     let kind = cluster
         .resource(&target.plural)
@@ -1080,41 +1091,7 @@ impl FakeApiServer {
             );
         }
         let api_version = format!("{GROUP}/{}", target.version);
-        let (offset, limit) = page_bounds(query);
-        let start: Key = (
-            target.plural.clone(),
-            target.namespace.clone(),
-            String::new(),
-        );
-        let in_range = cluster
-            .objects
-            .range(start..)
-            .take_while(|(key, _)| in_scope(key, target));
-        let mut page = Vec::new();
-        let mut total = 0;
-        for (i, (_, object)) in in_range.enumerate() {
-            total = i + 1;
-            if i >= offset && page.len() < limit {
-                let mut object = object.clone();
-                object["apiVersion"] = json!(api_version);
-                page.push(object);
-            }
-        }
-        let next = offset + page.len();
-        let mut metadata = json!({"resourceVersion": cluster.resource_version.to_string()});
-        if next < total {
-            metadata["continue"] = json!(next.to_string());
-            metadata["remainingItemCount"] = json!(total - next);
-        }
-        let kind = cluster
-            .resource(&target.plural)
-            .map(|r| format!("{}List", r.kind))
-            .unwrap_or_default();
-        json_response(
-            200,
-            json!({"apiVersion": api_version, "kind": kind,
-            "metadata": metadata, "items": page}),
-        )
+        list_response(cluster, target, query, &api_version)
     }
 
     fn bench_put(cluster: &mut Cluster, target: &ResourcePath, body: &Bytes) -> HttpResponse {
