@@ -962,6 +962,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
+        eso_refresher::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

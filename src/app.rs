@@ -23,6 +23,7 @@ use crate::manifests;
 use crate::metrics::Metrics;
 use crate::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::refresher::Refresher;
+use crate::store::{Backend, StoreId};
 
 /// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
 /// cache-buster patches are sent at once, in-flight webhooks get up to this long to finish
@@ -119,6 +120,7 @@ impl Application {
     /// it fails at once if external-secrets.io is not served; the index fills in the
     /// background and the service reports ready when it is synced.
     pub async fn build(config: Config, source: Source) -> Result<Application, Error> {
+        crate::install_crypto_provider();
         let index = Arc::new(SharedIndex::default());
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
@@ -126,7 +128,15 @@ impl Application {
             Source::Manifests(dir) => {
                 let objects = manifests::load_dir(&dir)?;
                 index.write(|index| {
-                    index.reset(None, objects.iter().filter_map(IndexedSecret::read_logged))
+                    let stores = objects
+                        .iter()
+                        .filter(|o| manifests::is_store(o))
+                        .filter_map(|o| Some((StoreId::of(o)?, Backend::from_object(o))));
+                    stores.for_each(|(id, backend)| index.apply_store(id, backend));
+                    let secrets = objects
+                        .iter()
+                        .filter(|o| manifests::kind_is(o, "ExternalSecret"));
+                    index.reset(None, secrets.filter_map(IndexedSecret::read_logged));
                 });
                 index.mark_synced();
                 tracing::info!(
@@ -146,11 +156,11 @@ impl Application {
                     config.pod_namespace.as_deref(),
                 )
                 .await?;
+                let targets = cluster::watch_targets(&client, &apis, &scopes).await?;
                 let events_client = client.clone();
                 let watch = cluster::watch(
                     client.clone(),
-                    apis.external_secrets.clone(),
-                    scopes,
+                    targets,
                     index.clone(),
                     metrics.clone(),
                     shutdown.clone(),

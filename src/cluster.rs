@@ -1,5 +1,6 @@
 //! The cluster side: which external-secrets.io version to use, which namespaces to watch,
-//! and the watch that keeps the index current.
+//! and the watch that keeps the index current: ExternalSecrets, and the SecretStores and
+//! ClusterSecretStores that say which provider each reads from.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::Error;
 use crate::external_secret::{IndexedSecret, SecretId};
 use crate::index::SharedIndex;
 use crate::metrics::Metrics;
+use crate::store::{Backend, StoreId};
 
 pub const GROUP: &str = "external-secrets.io";
 /// For every request but the watch, which is long-lived by design.
@@ -24,6 +26,8 @@ pub struct ClusterApis {
     pub version: String,
     pub external_secrets: ApiResource,
     pub cluster_external_secrets: Option<ApiResource>,
+    pub secret_stores: Option<ApiResource>,
+    pub cluster_secret_stores: Option<ApiResource>,
 }
 
 /// Asks the API server which versions of external-secrets.io it serves.
@@ -51,6 +55,8 @@ pub async fn discover(client: &kube::Client) -> Result<ClusterApis, Error> {
                 version: version.to_owned(),
                 external_secrets,
                 cluster_external_secrets: find("ClusterExternalSecret"),
+                secret_stores: find("SecretStore"),
+                cluster_secret_stores: find("ClusterSecretStore"),
             });
         }
     }
@@ -92,91 +98,214 @@ pub async fn watch_scopes(
     }
 }
 
-/// Keeps `index` equal to the ExternalSecrets in `scopes` until `shutdown`. The index is marked
-/// synced once every scope has been listed; a re-list after a lost watch replaces that
-/// scope's entries at once, so deleted objects leave no ghosts.
+/// What one watch stream keeps in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    ExternalSecrets,
+    SecretStores,
+    ClusterSecretStores,
+}
+
+/// One list-and-watch: a kind in a scope.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: Kind,
+    pub resource: ApiResource,
+    pub scope: Scope,
+}
+
+/// The ExternalSecrets in `scopes`, and the stores they may read from. A store kind that is
+/// not served or may not be listed is left out, with a warning: the ExternalSecrets reading
+/// from it are then matched by key alone, whatever the provider.
+pub async fn watch_targets(
+    client: &kube::Client,
+    apis: &ClusterApis,
+    scopes: &[Scope],
+) -> Result<Vec<Target>, Error> {
+    let mut targets: Vec<Target> = scopes
+        .iter()
+        .map(|scope| Target {
+            kind: Kind::ExternalSecrets,
+            resource: apis.external_secrets.clone(),
+            scope: scope.clone(),
+        })
+        .collect();
+    let mut stores: Vec<Target> = Vec::new();
+    if let Some(resource) = &apis.secret_stores {
+        stores.extend(scopes.iter().map(|scope| Target {
+            kind: Kind::SecretStores,
+            resource: resource.clone(),
+            scope: scope.clone(),
+        }));
+    }
+    if let Some(resource) = &apis.cluster_secret_stores {
+        stores.push(Target {
+            kind: Kind::ClusterSecretStores,
+            resource: resource.clone(),
+            scope: None,
+        });
+    }
+    for target in stores {
+        let probe = tokio::time::timeout(
+            API_TIMEOUT,
+            target.api(client).list(&ListParams::default().limit(1)),
+        )
+        .await
+        .map_err(|_| Error::Timeout("listing secret stores"))?;
+        match probe {
+            Ok(_) => targets.push(target),
+            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {
+                tracing::warn!(
+                    kind = target.resource.kind,
+                    scope = scope_name(&target.scope),
+                    code = status.code,
+                    "cannot list these stores; ExternalSecrets reading from them match changes from any provider"
+                );
+            }
+            Err(other) => return Err(Error::Kube(other)),
+        }
+    }
+    Ok(targets)
+}
+
+impl Target {
+    fn api(&self, client: &kube::Client) -> Api<DynamicObject> {
+        match &self.scope {
+            None => Api::all_with(client.clone(), &self.resource),
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &self.resource),
+        }
+    }
+}
+
+/// An object as the index keeps it.
+enum Item {
+    Secret(IndexedSecret),
+    Store(StoreId, Backend),
+}
+
+impl Item {
+    fn read(kind: Kind, object: &DynamicObject) -> Option<Item> {
+        match kind {
+            Kind::ExternalSecrets => IndexedSecret::read_logged(object).map(Item::Secret),
+            Kind::SecretStores | Kind::ClusterSecretStores => {
+                let id = StoreId::of(object)?;
+                Some(Item::Store(id, Backend::from_object(object)))
+            }
+        }
+    }
+}
+
+/// Keeps `index` equal to the objects of `targets` until `shutdown`. The index is marked
+/// synced once every target has been listed; a re-list after a lost watch replaces that
+/// target's entries at once, so deleted objects leave no ghosts.
 pub async fn watch(
     client: kube::Client,
-    resource: ApiResource,
-    scopes: Vec<Scope>,
+    targets: Vec<Target>,
     index: Arc<SharedIndex>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let streams = scopes.iter().map(|scope| {
-        let api: Api<DynamicObject> = match scope {
-            None => Api::all_with(client.clone(), &resource),
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        };
-        let scope = scope.clone();
-        watcher(api, watcher::Config::default())
+    let streams = targets.iter().map(|target| {
+        let key = (target.kind, target.scope.clone());
+        watcher(target.api(&client), watcher::Config::default())
             .default_backoff()
-            .map(move |event| (scope.clone(), event))
+            .map(move |event| (key.clone(), event))
             .boxed()
     });
     let mut events = stream::select_all(streams);
-    let mut buffers: HashMap<Scope, Vec<IndexedSecret>> = HashMap::new();
-    let mut listed: HashSet<Scope> = HashSet::new();
-    let mut errors_in_a_row: HashMap<Scope, u32> = HashMap::new();
+    let mut buffers: HashMap<(Kind, Scope), Vec<Item>> = HashMap::new();
+    let mut listed: HashSet<(Kind, Scope)> = HashSet::new();
+    let mut errors_in_a_row: HashMap<(Kind, Scope), u32> = HashMap::new();
 
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
             next = events.next() => next,
         };
-        let Some((scope, event)) = next else { break };
+        let Some((key, event)) = next else { break };
         let failed = event.is_err();
         if failed {
             metrics.watch_errors.inc();
-            *errors_in_a_row.entry(scope.clone()).or_default() += 1;
+            *errors_in_a_row.entry(key.clone()).or_default() += 1;
         } else {
-            errors_in_a_row.remove(&scope);
+            errors_in_a_row.remove(&key);
         }
         let worst = errors_in_a_row.values().copied().max().unwrap_or(0);
         index.record_watch_errors(worst, failed);
+        let (kind, scope) = &key;
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                tracing::warn!(scope = scope_name(&scope), %error, "watch failed; retrying");
+                tracing::warn!(?kind, scope = scope_name(scope), %error, "watch failed; retrying");
                 continue;
             }
         };
         match event {
             watcher::Event::Init => {
-                buffers.insert(scope, Vec::new());
+                buffers.insert(key, Vec::new());
             }
             watcher::Event::InitApply(object) => {
-                if let Some(secret) = IndexedSecret::read_logged(&object) {
-                    buffers.entry(scope).or_default().push(secret);
+                if let Some(item) = Item::read(*kind, &object) {
+                    buffers.entry(key).or_default().push(item);
                 }
             }
             watcher::Event::InitDone => {
-                let secrets = buffers.remove(&scope).unwrap_or_default();
-                let count = secrets.len();
-                index.write(|index| index.reset(scope.as_deref(), secrets));
-                tracing::info!(scope = scope_name(&scope), count, "ExternalSecrets listed");
-                listed.insert(scope);
-                if listed.len() == scopes.len() && !index.is_synced() {
+                let items = buffers.remove(&key).unwrap_or_default();
+                let count = items.len();
+                reset(&index, *kind, scope.as_deref(), items);
+                tracing::info!(?kind, scope = scope_name(scope), count, "listed");
+                listed.insert(key);
+                if listed.len() == targets.len() && !index.is_synced() {
                     index.mark_synced();
-                    tracing::info!(total = index.read(|i| i.len()), "cache synced; ready");
+                    let (total, stores) = index.read(|i| (i.len(), i.store_count()));
+                    tracing::info!(total, stores, "cache synced; ready");
                 }
             }
-            watcher::Event::Apply(object) => {
-                if let Some(secret) = IndexedSecret::read_logged(&object) {
-                    index.write(|index| index.apply(secret));
+            watcher::Event::Apply(object) => match Item::read(*kind, &object) {
+                Some(Item::Secret(secret)) => index.write(|index| index.apply(secret)),
+                Some(Item::Store(id, backend)) => {
+                    index.write(|index| index.apply_store(id, backend));
                 }
-            }
+                None => {}
+            },
             watcher::Event::Delete(object) => {
-                if let (Some(namespace), Some(name)) = (
-                    object.metadata.namespace.as_deref(),
-                    object.metadata.name.as_deref(),
-                ) {
-                    index.write(|index| index.delete(&SecretId::new(namespace, name)));
+                let name = object.metadata.name.as_deref();
+                match (kind, object.metadata.namespace.as_deref(), name) {
+                    (Kind::ExternalSecrets, Some(namespace), Some(name)) => {
+                        index.write(|index| index.delete(&SecretId::new(namespace, name)));
+                    }
+                    (Kind::SecretStores | Kind::ClusterSecretStores, _, Some(_)) => {
+                        if let Some(id) = StoreId::of(&object) {
+                            index.write(|index| index.delete_store(&id));
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
     }
     tracing::debug!("watch stopped");
+}
+
+/// Replaces what a target listed before with what it lists now.
+fn reset(index: &SharedIndex, kind: Kind, scope: Option<&str>, items: Vec<Item>) {
+    match kind {
+        Kind::ExternalSecrets => {
+            let secrets = items.into_iter().filter_map(|item| match item {
+                Item::Secret(secret) => Some(secret),
+                Item::Store(..) => None,
+            });
+            index.write(|index| index.reset(scope, secrets));
+        }
+        Kind::SecretStores | Kind::ClusterSecretStores => {
+            let stores = items.into_iter().filter_map(|item| match item {
+                Item::Store(id, backend) => Some((id, backend)),
+                Item::Secret(_) => None,
+            });
+            let cluster = kind == Kind::ClusterSecretStores;
+            index.write(|index| index.reset_stores(cluster, scope, stores));
+        }
+    }
 }
 
 fn scope_name(scope: &Scope) -> &str {

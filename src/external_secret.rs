@@ -9,6 +9,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::duration::{self, DurationError};
+use crate::store::StoreId;
 
 /// An ExternalSecret with this annotation set to "true" is never refreshed by webhooks.
 pub const IGNORE_ANNOTATION: &str = "eso-refresher/ignore";
@@ -54,12 +55,22 @@ impl SkipReason {
     }
 }
 
+/// A remote key and the store it is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteKey {
+    /// Normalized.
+    pub key: String,
+    /// `None` when the ExternalSecret names no store (ESO refuses it; any change may concern it).
+    pub store: Option<StoreId>,
+}
+
 /// A `dataFrom[].find` selector: every secret under `path` whose name matches `regexp`.
 #[derive(Debug, Clone)]
 pub struct FindRule {
     /// Normalized prefix; `None` matches any path.
     pub path: Option<String>,
     pub name: Option<Regex>,
+    pub store: Option<StoreId>,
 }
 
 impl FindRule {
@@ -88,8 +99,9 @@ impl FindRule {
 #[derive(Debug, Clone)]
 pub struct IndexedSecret {
     pub id: SecretId,
-    /// Normalized `data[].remoteRef.key` and `dataFrom[].extract.key`, without duplicates.
-    pub keys: Vec<String>,
+    /// `data[].remoteRef.key` and `dataFrom[].extract.key` with their stores, without
+    /// duplicates.
+    pub keys: Vec<RemoteKey>,
     pub finds: Vec<FindRule>,
     /// Why it is not patched: opted out, or ESO would ignore a metadata change.
     pub skip_reason: Option<SkipReason>,
@@ -105,6 +117,7 @@ pub struct IndexedSecret {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Spec {
+    secret_store_ref: Option<StoreRef>,
     data: Option<Vec<DataEntry>>,
     data_from: Option<Vec<DataFromEntry>>,
     refresh_interval: Option<String>,
@@ -115,6 +128,21 @@ struct Spec {
 #[serde(rename_all = "camelCase")]
 struct DataEntry {
     remote_ref: Option<RemoteRef>,
+    source_ref: Option<SourceRef>,
+}
+
+/// `sourceRef`: another store for this entry, or a generator (which reads no store).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceRef {
+    store_ref: Option<StoreRef>,
+    generator_ref: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct StoreRef {
+    name: Option<String>,
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,9 +151,11 @@ struct RemoteRef {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DataFromEntry {
     extract: Option<RemoteRef>,
     find: Option<Find>,
+    source_ref: Option<SourceRef>,
 }
 
 #[derive(Deserialize)]
@@ -197,20 +227,51 @@ impl IndexedSecret {
         parent: Option<String>,
         mut problems: Vec<String>,
     ) -> IndexedSecret {
-        let mut keys: Vec<String> = Vec::new();
-        let mut add_key = |key: Option<&str>| {
-            if let Some(key) = key.map(normalize_key).filter(|k| !k.is_empty())
-                && !keys.iter().any(|k| k == key)
-            {
-                keys.push(key.to_owned());
+        // An entry's own store, else the ExternalSecret's; `Err` for a generator, which ESO
+        // reads instead of a store in `dataFrom` (and never in `data`).
+        let store_of =
+            |source: Option<&SourceRef>, generated: bool| -> Result<Option<StoreId>, ()> {
+                if generated && source.is_some_and(|s| s.generator_ref.is_some()) {
+                    return Err(());
+                }
+                let named = source
+                    .and_then(|s| s.store_ref.as_ref())
+                    .or(spec.secret_store_ref.as_ref());
+                Ok(named.and_then(|r| {
+                    let name = r.name.as_deref().filter(|n| !n.is_empty())?;
+                    Some(StoreId::referenced(&id.namespace, r.kind.as_deref(), name))
+                }))
+            };
+        let mut keys: Vec<RemoteKey> = Vec::new();
+        let mut add_key = |key: Option<&str>, store: Option<StoreId>| {
+            if let Some(key) = key.map(normalize_key).filter(|k| !k.is_empty()) {
+                let key = RemoteKey {
+                    key: key.to_owned(),
+                    store,
+                };
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
             }
         };
         for entry in spec.data.iter().flatten() {
-            add_key(entry.remote_ref.as_ref().and_then(|r| r.key.as_deref()));
+            let Ok(store) = store_of(entry.source_ref.as_ref(), false) else {
+                continue;
+            };
+            add_key(
+                entry.remote_ref.as_ref().and_then(|r| r.key.as_deref()),
+                store,
+            );
         }
         let mut finds = Vec::new();
         for (i, entry) in spec.data_from.iter().flatten().enumerate() {
-            add_key(entry.extract.as_ref().and_then(|r| r.key.as_deref()));
+            let Ok(store) = store_of(entry.source_ref.as_ref(), true) else {
+                continue;
+            };
+            add_key(
+                entry.extract.as_ref().and_then(|r| r.key.as_deref()),
+                store.clone(),
+            );
             let Some(find) = &entry.find else { continue };
             let path = find
                 .path
@@ -234,6 +295,7 @@ impl IndexedSecret {
             finds.push(FindRule {
                 path: path.map(str::to_owned),
                 name,
+                store,
             });
         }
         IndexedSecret {
@@ -256,7 +318,13 @@ impl IndexedSecret {
     pub fn with_keys(namespace: &str, name: &str, keys: &[&str]) -> IndexedSecret {
         IndexedSecret {
             id: SecretId::new(namespace, name),
-            keys: keys.iter().map(|k| normalize_key(k).to_owned()).collect(),
+            keys: keys
+                .iter()
+                .map(|k| RemoteKey {
+                    key: normalize_key(k).to_owned(),
+                    store: None,
+                })
+                .collect(),
             finds: Vec::new(),
             skip_reason: None,
             parent: None,
@@ -275,8 +343,30 @@ impl IndexedSecret {
         Some(secret)
     }
 
+    /// The stores this ExternalSecret reads from, each once.
+    pub fn stores(&self) -> impl Iterator<Item = &StoreId> {
+        let mut seen: Vec<&StoreId> = Vec::new();
+        let all = self.keys.iter().filter_map(|k| k.store.as_ref());
+        all.chain(self.finds.iter().filter_map(|f| f.store.as_ref()))
+            .filter(move |store| {
+                let new = !seen.contains(store);
+                if new {
+                    seen.push(store);
+                }
+                new
+            })
+    }
+
+    /// Whether any find rule matches `key`, whatever its store; for tests.
+    #[cfg(test)]
     pub fn matches_find(&self, key: &str) -> bool {
         self.finds.iter().any(|find| find.matches(key))
+    }
+
+    /// The remote keys alone, for tests.
+    #[cfg(test)]
+    pub fn key_names(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.key.as_str()).collect()
     }
 }
 
@@ -346,7 +436,7 @@ pub(crate) mod tests {
             "dataFrom": [{"extract": {"key": "/prod/api"}}],
         }));
         assert_eq!(secret.id, SecretId::new("team-a", "db"));
-        assert_eq!(secret.keys, ["prod/db", "prod/api"]);
+        assert_eq!(secret.key_names(), ["prod/db", "prod/api"]);
         assert!(secret.problems.is_empty());
         assert!(secret.skip_reason.is_none());
     }
@@ -384,7 +474,7 @@ pub(crate) mod tests {
             {"extract": {"key": "/still/indexed"}},
         ]}));
         assert!(secret.finds.is_empty());
-        assert_eq!(secret.keys, ["still/indexed"]);
+        assert_eq!(secret.key_names(), ["still/indexed"]);
         assert_eq!(secret.problems.len(), 2, "{:?}", secret.problems);
         assert!(secret.problems[0].contains("dataFrom[0].find.name.regexp is invalid"));
         assert!(secret.problems[1].contains("tags only"));
@@ -393,7 +483,7 @@ pub(crate) mod tests {
     #[test]
     fn unparseable_spec_is_a_problem() {
         let secret = indexed(json!({"data": "not a list"}));
-        assert!(secret.keys.is_empty());
+        assert!(secret.key_names().is_empty());
         assert!(secret.problems[0].starts_with("spec is not a valid"));
     }
 
@@ -473,16 +563,52 @@ pub(crate) mod tests {
             IndexedSecret::from_object(&objects[0]).expect("named")
         };
         assert_eq!(
-            read("akeyless-external-secret.yaml").keys,
+            read("akeyless-external-secret.yaml").key_names(),
             ["db-username", "db-password"]
         );
         assert_eq!(
-            read("akeyless-external-secret-json.yaml").keys,
+            read("akeyless-external-secret-json.yaml").key_names(),
             ["database-credentials"]
         );
         let finder = read("getallsecrets-find-by-name.yaml");
         assert!(finder.matches_find("team/api-key"));
         assert!(!finder.matches_find("team/password"));
+    }
+
+    #[test]
+    fn each_key_is_read_from_its_entrys_store_or_the_default_one() {
+        let secret = indexed(json!({
+            "secretStoreRef": {"name": "default-store"},
+            "data": [
+                {"secretKey": "a", "remoteRef": {"key": "k1"}},
+                {"secretKey": "b", "remoteRef": {"key": "k1"},
+                 "sourceRef": {"storeRef": {"name": "shared", "kind": "ClusterSecretStore"}}},
+            ],
+            "dataFrom": [
+                {"extract": {"key": "k2"}, "sourceRef": {"storeRef": {"name": "other"}}},
+                {"find": {"path": "p/"}},
+                {"sourceRef": {"generatorRef": {"apiVersion": "generators.external-secrets.io/v1alpha1", "kind": "Password", "name": "pw"}}},
+            ],
+        }));
+        let keys: Vec<(&str, Option<String>)> = secret
+            .keys
+            .iter()
+            .map(|k| (k.key.as_str(), k.store.as_ref().map(ToString::to_string)))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("k1", Some("SecretStore team-a/default-store".into())),
+                ("k1", Some("ClusterSecretStore shared".into())),
+                ("k2", Some("SecretStore team-a/other".into())),
+            ]
+        );
+        assert_eq!(
+            secret.finds[0].store,
+            Some(StoreId::namespaced("team-a", "default-store"))
+        );
+        assert_eq!(secret.stores().count(), 3, "each store once");
+        assert!(secret.problems.is_empty());
     }
 
     #[test]
@@ -496,8 +622,13 @@ pub(crate) mod tests {
         objects[0].metadata.name = Some("skeleton".into());
         let secret = IndexedSecret::from_object(&objects[0]).expect("named");
         assert!(secret.problems.is_empty(), "{:?}", secret.problems);
-        assert_eq!(secret.keys, ["string"]);
-        assert_eq!(secret.finds.len(), 1);
+        assert_eq!(secret.key_names(), ["string"]);
+        assert_eq!(
+            secret.keys[0].store,
+            Some(StoreId::namespaced("default", "string"))
+        );
+        // Its dataFrom entry names a generator, which ESO reads instead of the store.
+        assert!(secret.finds.is_empty());
         assert!(
             secret.skip_reason.is_some(),
             "the skeleton says CreatedOnce"

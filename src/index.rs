@@ -6,13 +6,19 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::external_secret::{IndexedSecret, SecretId, normalize_key};
+use crate::events::{Origin, SecretChange};
+use crate::external_secret::{IndexedSecret, RemoteKey, SecretId, normalize_key};
+use crate::store::{Backend, StoreId};
 
 #[derive(Default)]
 pub struct RefreshIndex {
     secrets: HashMap<SecretId, Arc<IndexedSecret>>,
-    /// Normalized remote key → the ExternalSecrets that name it.
+    /// Remote key → the ExternalSecrets that name it, under the key as written and as its
+    /// store's provider spells it (an AWS store's prefix, a Vault mount).
     by_key: HashMap<String, Vec<SecretId>>,
+    /// The keys each ExternalSecret is filed under in `by_key` (they depend on its stores,
+    /// which may change after it was filed).
+    filed_under: HashMap<SecretId, Vec<String>>,
     /// Normalized `dataFrom[].find.path` → the ExternalSecrets with a find rule under it. A
     /// rule with a path can only match keys that start with it, so a lookup tries just the
     /// ExternalSecrets filed under a prefix of the key, not every rule in the cluster.
@@ -23,6 +29,9 @@ pub struct RefreshIndex {
     /// ExternalSecrets with a find rule that has no path (a name pattern only), tried one by
     /// one.
     finds_anywhere: HashSet<SecretId>,
+    stores: HashMap<StoreId, Backend>,
+    /// Store → the ExternalSecrets that read from it.
+    readers: HashMap<StoreId, HashSet<SecretId>>,
 }
 
 impl RefreshIndex {
@@ -34,16 +43,36 @@ impl RefreshIndex {
         self.secrets.is_empty()
     }
 
+    pub fn store_count(&self) -> usize {
+        self.stores.len()
+    }
+
     /// Adds an ExternalSecret or replaces the one with the same namespace and name.
     pub fn apply(&mut self, secret: IndexedSecret) {
+        self.file(Arc::new(secret));
+    }
+
+    fn file(&mut self, secret: Arc<IndexedSecret>) {
         self.delete(&secret.id);
-        let secret = Arc::new(secret);
-        for key in &secret.keys {
+        let mut spellings: Vec<String> = Vec::new();
+        for remote in &secret.keys {
+            let canonical = self.backend(remote).map(|b| b.canonical_key(&remote.key));
+            for key in [Some(remote.key.as_str()), canonical.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                if !spellings.iter().any(|s| s == key) {
+                    spellings.push(key.to_owned());
+                }
+            }
+        }
+        for key in &spellings {
             self.by_key
                 .entry(key.clone())
                 .or_default()
                 .push(secret.id.clone());
         }
+        self.filed_under.insert(secret.id.clone(), spellings);
         for find in &secret.finds {
             let Some(path) = &find.path else {
                 self.finds_anywhere.insert(secret.id.clone());
@@ -57,6 +86,12 @@ impl RefreshIndex {
                 ids.push(secret.id.clone());
             }
         }
+        for store in secret.stores() {
+            self.readers
+                .entry(store.clone())
+                .or_default()
+                .insert(secret.id.clone());
+        }
         self.secrets.insert(secret.id.clone(), secret);
     }
 
@@ -64,11 +99,19 @@ impl RefreshIndex {
         let Some(old) = self.secrets.remove(id) else {
             return;
         };
-        for key in &old.keys {
-            if let Some(ids) = self.by_key.get_mut(key) {
+        for key in self.filed_under.remove(id).unwrap_or_default() {
+            if let Some(ids) = self.by_key.get_mut(&key) {
                 ids.retain(|other| other != id);
                 if ids.is_empty() {
-                    self.by_key.remove(key);
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+        for store in old.stores() {
+            if let Some(readers) = self.readers.get_mut(store) {
+                readers.remove(id);
+                if readers.is_empty() {
+                    self.readers.remove(store);
                 }
             }
         }
@@ -114,38 +157,166 @@ impl RefreshIndex {
         }
     }
 
+    /// Adds or replaces a store; the ExternalSecrets reading it are filed anew if what it
+    /// reads from changed.
+    pub fn apply_store(&mut self, id: StoreId, backend: Backend) {
+        if self.stores.get(&id) == Some(&backend) {
+            return;
+        }
+        self.stores.insert(id.clone(), backend);
+        self.refile_readers(&id);
+    }
+
+    pub fn delete_store(&mut self, id: &StoreId) {
+        if self.stores.remove(id).is_some() {
+            self.refile_readers(id);
+        }
+    }
+
+    /// Replaces the stores in a scope, as after a fresh list: the ClusterSecretStores when
+    /// `cluster`, else the SecretStores of `namespace` (of every namespace for `None`).
+    pub fn reset_stores(
+        &mut self,
+        cluster: bool,
+        namespace: Option<&str>,
+        stores: impl IntoIterator<Item = (StoreId, Backend)>,
+    ) {
+        let in_scope = |id: &StoreId| match &id.namespace {
+            None => cluster,
+            Some(ns) => !cluster && namespace.is_none_or(|wanted| wanted == &**ns),
+        };
+        let mut fresh: HashMap<StoreId, Backend> = stores.into_iter().collect();
+        let stale: Vec<StoreId> = self
+            .stores
+            .keys()
+            .filter(|id| in_scope(id) && !fresh.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in &stale {
+            self.delete_store(id);
+        }
+        for (id, backend) in fresh.drain() {
+            self.apply_store(id, backend);
+        }
+    }
+
+    fn refile_readers(&mut self, store: &StoreId) {
+        let readers: Vec<SecretId> = self
+            .readers
+            .get(store)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for id in readers {
+            if let Some(secret) = self.secrets.get(&id).cloned() {
+                self.file(secret);
+            }
+        }
+    }
+
+    fn backend(&self, remote: &RemoteKey) -> Option<&Backend> {
+        self.stores.get(remote.store.as_ref()?)
+    }
+
     pub fn get(&self, id: &SecretId) -> Option<Arc<IndexedSecret>> {
         self.secrets.get(id).cloned()
     }
 
-    /// The ExternalSecrets that reference `key`, each once, in a stable order.
+    /// The ExternalSecrets that reference `key`, from whatever provider, each once, in a
+    /// stable order.
     pub fn lookup(&self, key: &str) -> Vec<Arc<IndexedSecret>> {
-        let key = normalize_key(key);
-        let mut found: Vec<Arc<IndexedSecret>> = self
-            .by_key
-            .get(key)
+        self.find(&[normalize_key(key)], None)
+    }
+
+    /// The ExternalSecrets a change concerns: those reading the changed key (in any of its
+    /// spellings) from a store of the provider and place the event names, or, for a change
+    /// to a whole scope, every ExternalSecret reading from a store in that scope.
+    pub fn lookup_change(&self, change: &SecretChange) -> Vec<Arc<IndexedSecret>> {
+        if let Some(origin) = change.origin.as_ref().filter(|o| o.is_scope()) {
+            return self.lookup_scope(origin);
+        }
+        let mut spellings: Vec<&str> = vec![normalize_key(&change.key)];
+        for other in &change.also {
+            let other = normalize_key(other);
+            if !spellings.contains(&other) {
+                spellings.push(other);
+            }
+        }
+        self.find(&spellings, change.origin.as_ref())
+    }
+
+    fn find(&self, spellings: &[&str], origin: Option<&Origin>) -> Vec<Arc<IndexedSecret>> {
+        let mut candidates: Vec<&SecretId> = Vec::new();
+        for key in spellings {
+            candidates.extend(self.by_key.get(*key).into_iter().flatten());
+            // Only ExternalSecrets with a find rule whose path is a prefix of the key can
+            // match it (FindRule::matches), besides those with a rule without path.
+            let under_prefix = self
+                .find_path_lengths
+                .keys()
+                .take_while(|len| **len <= key.len())
+                .filter_map(|len| key.get(..*len))
+                .filter_map(|prefix| self.finds_by_path.get(prefix))
+                .flatten();
+            candidates.extend(under_prefix);
+        }
+        candidates.extend(&self.finds_anywhere);
+        candidates.sort();
+        candidates.dedup();
+        candidates
             .into_iter()
+            .filter_map(|id| self.secrets.get(id))
+            .filter(|secret| self.concerns(secret, spellings, origin))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether one of the ExternalSecret's keys or find rules names a spelling of the changed
+    /// key, read from a store the change can concern. A store not (yet) known is trusted to
+    /// be the right one: a refresh too many costs one re-sync, one missed leaves a stale secret.
+    fn concerns(
+        &self,
+        secret: &IndexedSecret,
+        spellings: &[&str],
+        origin: Option<&Origin>,
+    ) -> bool {
+        let by_key = secret.keys.iter().any(|remote| {
+            let written = spellings.contains(&remote.key.as_str());
+            match (self.backend(remote), origin) {
+                (None, _) => written,
+                (Some(backend), None) => {
+                    written || spellings.contains(&&*backend.canonical_key(&remote.key))
+                }
+                (Some(backend), Some(origin)) => {
+                    backend.accepts(origin)
+                        && spellings.contains(&&*backend.canonical_key(&remote.key))
+                }
+            }
+        });
+        by_key
+            || secret.finds.iter().any(|find| {
+                let store = find.store.as_ref().and_then(|s| self.stores.get(s));
+                let accepted = match (store, origin) {
+                    (Some(backend), Some(origin)) => backend.accepts(origin),
+                    _ => true,
+                };
+                accepted && spellings.iter().any(|key| find.matches(key))
+            })
+    }
+
+    /// Every ExternalSecret reading from a store in the scope a change names.
+    fn lookup_scope(&self, origin: &Origin) -> Vec<Arc<IndexedSecret>> {
+        let mut found: Vec<Arc<IndexedSecret>> = self
+            .stores
+            .iter()
+            .filter(|(_, backend)| backend.in_scope(origin))
+            .filter_map(|(id, _)| self.readers.get(id))
             .flatten()
             .filter_map(|id| self.secrets.get(id).cloned())
             .collect();
-        // Only ExternalSecrets with a find rule whose path is a prefix of the key can match
-        // it (FindRule::matches), besides those with a rule without path.
-        let under_prefix = self
-            .find_path_lengths
-            .keys()
-            .take_while(|len| **len <= key.len())
-            .filter_map(|len| key.get(..*len))
-            .filter_map(|prefix| self.finds_by_path.get(prefix))
-            .flatten();
-        for id in under_prefix.chain(&self.finds_anywhere) {
-            if let Some(secret) = self.secrets.get(id)
-                && secret.matches_find(key)
-                && !found.iter().any(|f| &f.id == id)
-            {
-                found.push(secret.clone());
-            }
-        }
         found.sort_by(|a, b| a.id.cmp(&b.id));
+        found.dedup_by(|a, b| a.id == b.id);
         found
     }
 }
@@ -307,6 +478,7 @@ mod tests {
         finder.finds.push(FindRule {
             path: Some("prod/".into()),
             name: None,
+            store: None,
         });
         index.apply(finder);
         assert_eq!(names(index.lookup("/prod/db")), ["a/finder"], "listed once");
@@ -325,6 +497,7 @@ mod tests {
         finder.finds.push(FindRule {
             path: path.map(str::to_owned),
             name: regexp.map(|r| regex::Regex::new(r).expect("regexp")),
+            store: None,
         });
         finder
     }
@@ -339,6 +512,7 @@ mod tests {
         both.finds.push(FindRule {
             path: Some("prod/".into()),
             name: None,
+            store: None,
         });
         index.apply(both);
         assert_eq!(
@@ -378,6 +552,156 @@ mod tests {
         assert!(index.finds_by_path.is_empty());
         assert!(index.find_path_lengths.is_empty());
         assert!(index.finds_anywhere.is_empty());
+    }
+
+    fn reading(namespace: &str, name: &str, key: &str, store: &StoreId) -> IndexedSecret {
+        let mut secret = secret(namespace, name, &[key]);
+        secret.keys[0].store = Some(store.clone());
+        secret
+    }
+
+    fn aws_store(region: &str, prefix: &str) -> Backend {
+        Backend::Aws {
+            region: Some(region.into()),
+            prefix: prefix.into(),
+            parameter_store: false,
+        }
+    }
+
+    fn change(key: &str, origin: Option<Origin>) -> SecretChange {
+        SecretChange {
+            key: key.into(),
+            also: Vec::new(),
+            event_type: None,
+            event_id: None,
+            origin,
+        }
+    }
+
+    #[test]
+    fn a_providers_change_concerns_only_its_stores() {
+        let mut index = RefreshIndex::default();
+        let (ireland, virginia) = (StoreId::namespaced("a", "ie"), StoreId::cluster("us"));
+        let vault = StoreId::namespaced("a", "vault");
+        index.apply_store(ireland.clone(), aws_store("eu-west-1", "prod/"));
+        index.apply_store(virginia.clone(), aws_store("us-east-1", ""));
+        index.apply_store(
+            vault.clone(),
+            Backend::Vault {
+                mount: Some("secret".into()),
+                kv_v1: false,
+            },
+        );
+        index.apply(reading("a", "prefixed", "db", &ireland));
+        index.apply(reading("a", "elsewhere", "prod/db", &virginia));
+        index.apply(reading("a", "vault", "prod/db", &vault));
+        index.apply(secret("a", "storeless", &["prod/db"]));
+        let from_ireland = Origin::Aws {
+            region: Some("eu-west-1".into()),
+        };
+        assert_eq!(
+            names(index.lookup_change(&change("prod/db", Some(from_ireland)))),
+            ["a/prefixed", "a/storeless"]
+        );
+        assert_eq!(
+            names(index.lookup_change(&change("prod/db", None))),
+            ["a/elsewhere", "a/prefixed", "a/storeless", "a/vault"],
+            "an event that names no provider concerns every store"
+        );
+        let from_vault = Origin::Vault {
+            mount: Some("secret".into()),
+        };
+        let mut written = change("prod/db", Some(from_vault));
+        written.also = vec!["secret/data/prod/db".into(), "secret/prod/db".into()];
+        assert_eq!(
+            names(index.lookup_change(&written)),
+            ["a/storeless", "a/vault"]
+        );
+    }
+
+    #[test]
+    fn stores_arriving_or_leaving_refile_their_readers() {
+        let mut index = RefreshIndex::default();
+        let store = StoreId::namespaced("a", "ie");
+        index.apply(reading("a", "prefixed", "db", &store));
+        let from_aws = || Some(Origin::Aws { region: None });
+        assert!(
+            index
+                .lookup_change(&change("prod/db", from_aws()))
+                .is_empty(),
+            "without its store only the key as written is known"
+        );
+        index.apply_store(store.clone(), aws_store("eu-west-1", "prod/"));
+        assert_eq!(
+            names(index.lookup_change(&change("prod/db", from_aws()))),
+            ["a/prefixed"]
+        );
+        index.apply_store(store.clone(), aws_store("eu-west-1", "stage/"));
+        assert!(
+            index
+                .lookup_change(&change("prod/db", from_aws()))
+                .is_empty()
+        );
+        assert_eq!(
+            names(index.lookup_change(&change("stage/db", from_aws()))),
+            ["a/prefixed"]
+        );
+        index.reset_stores(false, Some("a"), []);
+        assert_eq!(index.store_count(), 0);
+        assert_eq!(
+            names(index.lookup_change(&change("db", from_aws()))),
+            ["a/prefixed"]
+        );
+        index.delete(&SecretId::new("a", "prefixed"));
+        assert!(index.by_key.is_empty() && index.readers.is_empty());
+    }
+
+    #[test]
+    fn resetting_stores_keeps_other_scopes() {
+        let mut index = RefreshIndex::default();
+        index.apply_store(StoreId::namespaced("a", "s"), Backend::Akeyless);
+        index.apply_store(StoreId::namespaced("b", "s"), Backend::Akeyless);
+        index.apply_store(StoreId::cluster("c"), Backend::Akeyless);
+        index.reset_stores(false, Some("a"), []);
+        assert_eq!(index.store_count(), 2);
+        index.reset_stores(true, None, [(StoreId::cluster("d"), Backend::Akeyless)]);
+        let mut left: Vec<String> = index.stores.keys().map(ToString::to_string).collect();
+        left.sort();
+        assert_eq!(left, ["ClusterSecretStore d", "SecretStore b/s"]);
+    }
+
+    #[test]
+    fn a_scope_change_concerns_every_reader_of_stores_in_scope() {
+        let mut index = RefreshIndex::default();
+        let backend = |config: &str| Backend::Doppler {
+            project: Some("payments".into()),
+            config: Some(config.into()),
+        };
+        let (prd, stg) = (StoreId::namespaced("a", "prd"), StoreId::cluster("stg"));
+        index.apply_store(prd.clone(), backend("prd"));
+        index.apply_store(stg.clone(), backend("stg"));
+        let mut both = reading("a", "both", "X", &prd);
+        both.keys.push(RemoteKey {
+            key: "Y".into(),
+            store: Some(stg.clone()),
+        });
+        index.apply(both);
+        index.apply(reading("b", "staging", "X", &stg));
+        let doppler = |config: &str| {
+            change(
+                "doppler",
+                Some(Origin::Doppler {
+                    project: "payments".into(),
+                    config: config.into(),
+                }),
+            )
+        };
+        assert_eq!(names(index.lookup_change(&doppler("prd"))), ["a/both"]);
+        assert_eq!(
+            names(index.lookup_change(&doppler("stg"))),
+            ["a/both", "b/staging"]
+        );
+        assert!(index.lookup_change(&doppler("dev")).is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod rbac;
 pub mod refresher;
 pub mod stamp;
+pub mod store;
 pub mod telemetry;
 
 /// Errors that stop the service from starting or running.
@@ -49,3 +50,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Installs ring as rustls' process-wide crypto provider, for the HTTP clients (the server's TLS
+/// names its provider itself). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

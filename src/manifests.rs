@@ -6,7 +6,8 @@ use kube::api::DynamicObject;
 
 use crate::Error;
 
-/// Every ExternalSecret in the `.yaml`, `.yml` and `.json` files of `dir` (not recursive).
+/// Every ExternalSecret, SecretStore and ClusterSecretStore in the `.yaml`, `.yml` and `.json`
+/// files of `dir` (not recursive).
 pub fn load_dir(dir: &Path) -> Result<Vec<DynamicObject>, Error> {
     let failed = |e: String| Error::Manifests(format!("{}: {e}", dir.display()));
     let mut paths: Vec<_> = std::fs::read_dir(dir)
@@ -30,10 +31,18 @@ pub fn load_dir(dir: &Path) -> Result<Vec<DynamicObject>, Error> {
         objects.extend(
             documents
                 .into_iter()
-                .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ExternalSecret")),
+                .filter(|o| kind_is(o, "ExternalSecret") || is_store(o)),
         );
     }
     Ok(objects)
+}
+
+pub fn kind_is(object: &DynamicObject, kind: &str) -> bool {
+    object.types.as_ref().is_some_and(|t| t.kind == kind)
+}
+
+pub fn is_store(object: &DynamicObject) -> bool {
+    kind_is(object, "SecretStore") || kind_is(object, "ClusterSecretStore")
 }
 
 /// Parses a multi-document YAML (or JSON) text into objects. Lines that are documentation

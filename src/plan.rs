@@ -51,14 +51,7 @@ impl RefreshPlan {
     pub fn new(changes: &[SecretChange], index: &RefreshIndex) -> RefreshPlan {
         let mut plan = RefreshPlan::default();
         for change in changes {
-            let mut found = index.lookup(&change.key);
-            for other in &change.also {
-                for secret in index.lookup(other) {
-                    if !found.iter().any(|f| f.id == secret.id) {
-                        found.push(secret);
-                    }
-                }
-            }
+            let found = index.lookup_change(change);
             if found.is_empty() {
                 plan.unmatched.insert(change.key.clone());
             }
@@ -98,6 +91,7 @@ mod tests {
             also: Vec::new(),
             event_type: None,
             event_id: None,
+            origin: None,
         }
     }
 
@@ -109,7 +103,10 @@ mod tests {
     fn each_external_secret_is_patched_once_with_every_cause() {
         let mut index = RefreshIndex::default();
         let mut both = secret("a", "both", "k1");
-        both.keys.push("k2".into());
+        both.keys.push(crate::external_secret::RemoteKey {
+            key: "k2".into(),
+            store: None,
+        });
         index.apply(both);
         index.apply(secret("b", "one", "k2"));
         let plan = RefreshPlan::new(&[change("/k1"), change("k2"), change("nothing")], &index);

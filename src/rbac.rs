@@ -25,19 +25,22 @@ fn rule_in(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// What the watch, the patches and the Events about them need in one namespace: nothing on
-/// Secrets.
+/// What the watches, the patches and the Events about them need in one namespace: nothing on
+/// Secrets. SecretStores are read to tell which provider each ExternalSecret uses.
 pub fn namespaced_rules() -> Vec<PolicyRule> {
     vec![
         rule(&["externalsecrets"], &["get", "list", "watch", "patch"]),
         rule_in("events.k8s.io", &["events"], &["create"]),
+        rule(&["secretstores"], &["get", "list", "watch"]),
     ]
 }
 
-/// Cluster-wide, plus patching ClusterExternalSecrets' force-sync annotation.
+/// Cluster-wide, plus patching ClusterExternalSecrets' force-sync annotation and reading
+/// ClusterSecretStores.
 pub fn cluster_rules() -> Vec<PolicyRule> {
     let mut rules = namespaced_rules();
     rules.push(rule(&["clusterexternalsecrets"], &["patch"]));
+    rules.push(rule(&["clustersecretstores"], &["get", "list", "watch"]));
     rules
 }
 
@@ -154,11 +157,20 @@ mod tests {
         );
         assert_eq!(rules[1]["apiGroups"], serde_json::json!(["events.k8s.io"]));
         assert_eq!(rules[1]["verbs"], serde_json::json!(["create"]));
+        assert_eq!(rules[2]["resources"], serde_json::json!(["secretstores"]));
         assert_eq!(
-            rules[2]["resources"],
+            rules[2]["verbs"],
+            serde_json::json!(["get", "list", "watch"])
+        );
+        assert_eq!(
+            rules[3]["resources"],
             serde_json::json!(["clusterexternalsecrets"])
         );
-        assert_eq!(rules[2]["verbs"], serde_json::json!(["patch"]));
+        assert_eq!(rules[3]["verbs"], serde_json::json!(["patch"]));
+        assert_eq!(
+            rules[4]["resources"],
+            serde_json::json!(["clustersecretstores"])
+        );
         assert_eq!(objects[2]["subjects"][0]["namespace"], "platform");
     }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{PayloadError, SecretChange};
+use super::{Origin, PayloadError, SecretChange};
 use crate::external_secret::normalize_key;
 
 /// Reads every event in `body`; one malformed event rejects the whole body, so the sender
@@ -51,6 +51,7 @@ fn forwarded_event(event: &Map<String, Value>) -> Result<SecretChange, String> {
         also: Vec::new(),
         event_type: optional_text(event, "event_type")?,
         event_id: optional_text(event, "event_id")?,
+        origin: Some(Origin::Akeyless),
     })
 }
 
@@ -75,6 +76,7 @@ fn grouped_events(groups: &Value) -> Result<Vec<SecretChange>, PayloadError> {
                 also: Vec::new(),
                 event_type: Some(event_type.clone()),
                 event_id: optional_text(event, "event_id").map_err(at)?,
+                origin: Some(Origin::Akeyless),
             });
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod akeyless;
 pub mod providers;
+pub mod scopes;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +17,46 @@ pub struct SecretChange {
     pub also: Vec<String>,
     pub event_type: Option<String>,
     pub event_id: Option<String>,
+    /// Which provider announced it, and where; `None` when the sender does not say (generic
+    /// bodies, CloudEvents), which matches every store.
+    pub origin: Option<Origin>,
+}
+
+/// Where a change happened, as far as its event tells: only ExternalSecrets whose store reads
+/// from there are refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Akeyless,
+    Aws {
+        region: Option<String>,
+    },
+    /// `project` as the event names it: a number or an id.
+    Gcp {
+        project: Option<String>,
+    },
+    Azure {
+        vault: Option<String>,
+    },
+    Vault {
+        mount: Option<String>,
+    },
+    /// Doppler names a project's config, not a secret: every store reading it is concerned.
+    Doppler {
+        project: String,
+        config: String,
+    },
+    /// Infisical names an environment's folder.
+    Infisical {
+        environment: String,
+        path: String,
+    },
+}
+
+impl Origin {
+    /// Whether the change concerns a whole scope rather than one key.
+    pub fn is_scope(&self) -> bool {
+        matches!(self, Origin::Doppler { .. } | Origin::Infisical { .. })
+    }
 }
 
 /// An event acknowledged but not acted on, and why.
@@ -59,10 +100,12 @@ pub enum Provider {
     Vault,
     CloudEvents,
     Generic,
+    Doppler,
+    Infisical,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 9] = [
         Provider::Akeyless,
         Provider::Aws,
         Provider::Gcp,
@@ -70,6 +113,8 @@ impl Provider {
         Provider::Vault,
         Provider::CloudEvents,
         Provider::Generic,
+        Provider::Doppler,
+        Provider::Infisical,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +126,8 @@ impl Provider {
             Provider::Vault => "vault",
             Provider::CloudEvents => "cloudevents",
             Provider::Generic => "generic",
+            Provider::Doppler => "doppler",
+            Provider::Infisical => "infisical",
         }
     }
 
@@ -101,6 +148,8 @@ impl Provider {
             Provider::Vault => providers::vault(body)?,
             Provider::CloudEvents => providers::cloudevents(body)?,
             Provider::Generic => providers::generic(body)?,
+            Provider::Doppler => scopes::doppler(body)?,
+            Provider::Infisical => scopes::infisical(body)?,
         };
         let says_nothing = notification.changes.is_empty()
             && notification.ignored.is_empty()
@@ -142,6 +191,13 @@ impl Provider {
             .is_some_and(|d| d.get("event_type").is_some())
         {
             Provider::Vault
+        } else if text("type").starts_with("config.") && has("config") {
+            Provider::Doppler
+        } else if first
+            .get("project")
+            .is_some_and(|p| p.get("workspaceId").is_some())
+        {
+            Provider::Infisical
         } else if has("specversion") {
             Provider::CloudEvents
         } else if has("keys") {
@@ -182,6 +238,8 @@ mod tests {
             ("azure-cloudevent.json", Provider::Azure),
             ("vault-kv-v2-event.json", Provider::Vault),
             ("cloudevent-structured.json", Provider::CloudEvents),
+            ("doppler.json", Provider::Doppler),
+            ("infisical.json", Provider::Infisical),
         ];
         for (file, provider) in expected {
             let body = fixture(file);
@@ -195,6 +253,6 @@ mod tests {
         for provider in Provider::ALL {
             assert_eq!(Provider::from_name(provider.name()), Some(provider));
         }
-        assert_eq!(Provider::from_name("doppler"), None);
+        assert_eq!(Provider::from_name("onepassword"), None);
     }
 }

@@ -8,13 +8,13 @@
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::{Notification, PayloadError, SecretChange};
+use super::{Notification, Origin, PayloadError, SecretChange};
 
-fn shape(message: impl Into<String>) -> PayloadError {
+pub(super) fn shape(message: impl Into<String>) -> PayloadError {
     PayloadError::Shape(message.into())
 }
 
-fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
     value
         .get(field)
         .and_then(Value::as_str)
@@ -29,11 +29,12 @@ fn id_of(value: &Value, field: &str) -> Option<String> {
     }
 }
 
-fn change(
+pub(super) fn change(
     key: &str,
     also: Vec<String>,
     event_type: Option<&str>,
     event_id: Option<String>,
+    origin: Option<Origin>,
 ) -> SecretChange {
     let mut also = also;
     also.retain(|k| k != key);
@@ -43,10 +44,11 @@ fn change(
         also,
         event_type: event_type.map(str::to_owned),
         event_id,
+        origin,
     }
 }
 
-fn json(body: &[u8]) -> Result<Value, PayloadError> {
+pub(super) fn json(body: &[u8]) -> Result<Value, PayloadError> {
     serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))
 }
 
@@ -137,25 +139,36 @@ pub fn aws(body: &[u8]) -> Result<Notification, PayloadError> {
         }
         let secret = secret.ok_or_else(|| at("names no secret"))?;
         let name = aws_secret_name(secret);
+        // The region is in the ARN as well as the envelope.
+        let region = text(event, "region")
+            .or_else(|| {
+                secret
+                    .strip_prefix("arn:")
+                    .and_then(|arn| arn.split(':').nth(2))
+            })
+            .map(str::to_owned);
         notification.changes.push(change(
             &name,
             vec![secret.to_owned()],
             Some(&event_type),
             id,
+            Some(Origin::Aws { region }),
         ));
     }
     Ok(notification)
 }
 
-/// The short name and full resource name of a GCP secret from `projects/P/secrets/S[/versions/V]`.
-fn gcp_names(secret: &str) -> (String, String) {
+/// The short name, full resource name and project of a GCP secret from
+/// `projects/P/secrets/S[/versions/V]`.
+fn gcp_names(secret: &str) -> (String, String, Option<String>) {
     let parts: Vec<&str> = secret.split('/').collect();
     match parts.as_slice() {
         ["projects", project, "secrets", name, ..] => (
             name.to_string(),
             format!("projects/{project}/secrets/{name}"),
+            Some(project.to_string()),
         ),
-        _ => (secret.to_owned(), secret.to_owned()),
+        _ => (secret.to_owned(), secret.to_owned(), None),
     }
 }
 
@@ -189,10 +202,14 @@ pub fn gcp(body: &[u8]) -> Result<Notification, PayloadError> {
             .decode(data)
             .map_err(|e| shape(format!("message.data is not base64: {e}")))?;
     }
-    let (short, full) = gcp_names(secret);
-    notification
-        .changes
-        .push(change(&short, vec![full], Some(event_type), id));
+    let (short, full, project) = gcp_names(secret);
+    notification.changes.push(change(
+        &short,
+        vec![full],
+        Some(event_type),
+        id,
+        Some(Origin::Gcp { project }),
+    ));
     Ok(notification)
 }
 
@@ -234,9 +251,19 @@ pub fn azure(body: &[u8]) -> Result<Notification, PayloadError> {
             .or_else(|| text(event, "subject"))
             .ok_or_else(|| at("names no secret"))?;
         let also = vec![format!("secret/{name}")];
-        notification
-            .changes
-            .push(change(name, also, Some(event_type), id));
+        let vault = text(data, "VaultName")
+            .or_else(|| {
+                let source = text(event, "topic").or_else(|| text(event, "source"))?;
+                source.rsplit_once("/vaults/").map(|(_, vault)| vault)
+            })
+            .map(str::to_owned);
+        notification.changes.push(change(
+            name,
+            also,
+            Some(event_type),
+            id,
+            Some(Origin::Azure { vault }),
+        ));
     }
     Ok(notification)
 }
@@ -283,9 +310,12 @@ pub fn vault(body: &[u8]) -> Result<Notification, PayloadError> {
     if !mount.is_empty() {
         also.push(format!("{mount}/{relative}"));
     }
+    let origin = Origin::Vault {
+        mount: (!mount.is_empty()).then(|| mount.to_owned()),
+    };
     notification
         .changes
-        .push(change(relative, also, Some(event_type), id));
+        .push(change(relative, also, Some(event_type), id, Some(origin)));
     Ok(notification)
 }
 
@@ -344,7 +374,7 @@ impl Notification {
             .filter(|s| !s.trim_start_matches('/').is_empty())
             .ok_or_else(|| shape(format!("event [{i}]: subject (the secret) is missing")))?;
         self.changes
-            .push(change(subject, Vec::new(), Some(event_type), id));
+            .push(change(subject, Vec::new(), Some(event_type), id, None));
         Ok(())
     }
 }
@@ -364,7 +394,7 @@ pub fn generic(body: &[u8]) -> Result<Notification, PayloadError> {
             .ok_or_else(|| shape(format!("keys[{i}] is not a secret name")))?;
         notification
             .changes
-            .push(change(key, Vec::new(), Some("generic"), None));
+            .push(change(key, Vec::new(), Some("generic"), None, None));
     }
     Ok(notification)
 }

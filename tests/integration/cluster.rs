@@ -244,7 +244,7 @@ async fn resumes_after_the_watch_ends_and_relists_after_410_gone() {
         names == ["added-while-away", "kept"]
     })
     .await;
-    assert_eq!(api.open_watches(), 1, "watching again");
+    assert_eq!(api.open_watches_of("externalsecrets"), 1, "watching again");
     let requests = api.requests();
     let relists = requests
         .iter()
@@ -269,7 +269,11 @@ async fn lists_in_pages() {
     let pages: Vec<_> = api
         .requests()
         .into_iter()
-        .filter(|r| r.is_object_read() && r.query.get("limit").is_some_and(|l| l == "500"))
+        .filter(|r| {
+            r.is_object_read()
+                && r.path.ends_with("/externalsecrets")
+                && r.query.get("limit").is_some_and(|l| l == "500")
+        })
         .collect();
     assert_eq!(pages.len(), 3, "{pages:#?}");
     assert!(pages[1].query.contains_key("continue") && pages[2].query.contains_key("continue"));
@@ -321,7 +325,8 @@ async fn a_namespace_named_twice_is_watched_once() {
     let app = spawn_ready(&api, config).await;
     let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;
     assert_eq!(status, 200);
-    assert_eq!(api.open_watches(), 1);
+    assert_eq!(api.open_watches_of("externalsecrets"), 1);
+    assert_eq!(api.open_watches_of("secretstores"), 1);
 }
 
 #[tokio::test]
@@ -340,7 +345,7 @@ async fn the_fake_api_rejects_objects_its_crd_forbids() {
 async fn the_fake_api_rejects_patches_that_break_the_schema() {
     let api = FakeApiServer::start().await;
     api.apply(external_secret("a", "s").with_key("/k").build());
-    let response = reqwest::Client::new()
+    let response = http_client()
         .patch(format!(
             "{}/apis/external-secrets.io/v1/namespaces/a/externalsecrets/s",
             api.url

@@ -268,7 +268,7 @@ async fn cloudevents_in_binary_mode_and_generic_keys() {
 #[tokio::test]
 async fn unknown_providers_and_bad_bodies() {
     let (_api, app) = cluster().await;
-    let (status, _) = post(&app, "/webhook/doppler", "{}".into()).await;
+    let (status, _) = post(&app, "/webhook/onepassword", "{}".into()).await;
     assert_eq!(status, 404);
     for (path, body) in [
         ("/webhook/aws", r#"{"source": "aws.ec2"}"#),

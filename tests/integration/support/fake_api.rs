@@ -403,6 +403,17 @@ impl FakeApiServer {
         cluster.watchers.retain(|w| !w.sender.is_closed());
         cluster.watchers.len()
     }
+
+    /// Open watches of one resource (`externalsecrets`, `secretstores`, …).
+    pub fn open_watches_of(&self, plural: &str) -> usize {
+        let mut cluster = self.lock();
+        cluster.watchers.retain(|w| !w.sender.is_closed());
+        cluster
+            .watchers
+            .iter()
+            .filter(|w| w.plural == plural)
+            .count()
+    }
 }
 
 impl Cluster {

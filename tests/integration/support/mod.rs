@@ -91,16 +91,32 @@ pub async fn spawn_app(config: Config, source: Source) -> TestApp {
     let stopped = tokio::spawn(app.run_until_stopped());
     TestApp {
         url,
-        http: reqwest::Client::new(),
+        http: http_client(),
         handle,
         stopped,
     }
 }
 
-/// Starts the server against `api` and waits until it is ready.
+/// An HTTP client for the tests' requests.
+pub fn http_client() -> reqwest::Client {
+    eso_refresher::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// Starts the server against `api` and waits until it is ready and its watches are open
+/// (each starts right after its list), so that tests see only the requests they cause.
 pub async fn spawn_ready(api: &FakeApiServer, config: Config) -> TestApp {
     let app = spawn_app(config, Source::Cluster(api.client())).await;
     app.wait_ready().await;
+    let mut open = api.open_watches();
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let now = api.open_watches();
+        if now == open && now > 0 {
+            break;
+        }
+        open = now;
+    }
     app
 }
 
