@@ -78,6 +78,8 @@ pub struct TargetReport {
 pub struct SkipReport {
     pub namespace: String,
     pub name: String,
+    /// Stable, for programs: `created_once`, `not_permitted`, ...
+    pub code: &'static str,
     pub reason: String,
     pub keys: Vec<String>,
 }
@@ -167,6 +169,7 @@ impl Refresher {
                 .map(|(id, skip)| SkipReport {
                     namespace: id.namespace.to_string(),
                     name: id.name.to_string(),
+                    code: skip.reason.code,
                     reason: skip.reason.text,
                     keys: skip.keys.into_iter().collect(),
                 })
