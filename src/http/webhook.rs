@@ -114,14 +114,14 @@ async fn handle(
     let route = provider.map(Provider::name);
     let refused = |refusal: Refusal| {
         if refusal.is_unavailable() {
-            tracing::warn!(reasons = %refusal, "webhook credentials could not be checked");
+            tracing::warn!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook credentials could not be checked");
             return ApiError::AuthUnavailable;
         }
         state.metrics.auth_failures.inc();
         if let Some(ip) = client {
             state.throttle.failed(ip);
         }
-        tracing::info!(reasons = %refusal, "webhook authentication failed");
+        tracing::info!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook authentication failed");
         ApiError::Unauthorized {
             challenge: refusal.challenge,
         }
