@@ -57,14 +57,6 @@ impl Scheme {
             .into_iter()
             .find(|s| s.name().eq_ignore_ascii_case(name))
     }
-
-    /// Schemes that sign the body: the body must be read before they can decide.
-    pub fn signs_body(self) -> bool {
-        matches!(
-            self,
-            Scheme::HmacDoppler | Scheme::HmacInfisical | Scheme::Hmac
-        )
-    }
 }
 
 impl fmt::Display for Scheme {

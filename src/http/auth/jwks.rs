@@ -217,7 +217,7 @@ impl JwksTokens {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use actix_web::test::TestRequest;
     use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
