@@ -17,7 +17,7 @@ use crate::config::{Config, TlsFiles};
 use crate::dedupe::SeenEvents;
 use crate::external_secret::IndexedSecret;
 use crate::follow_up::FollowUp;
-use crate::http::{AppState, AuthThrottle, BasicCredentials, count_requests, routes};
+use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, routes};
 use crate::index::SharedIndex;
 use crate::manifests;
 use crate::metrics::Metrics;
@@ -176,10 +176,7 @@ impl Application {
         };
 
         let state = web::Data::new(AppState {
-            credentials: BasicCredentials::new(
-                &config.basic_auth_user,
-                &config.basic_auth_password,
-            ),
+            auth: Authenticator::new(&config.auth),
             throttle: AuthThrottle::new(config.auth_failures_per_minute),
             refresher: Refresher {
                 index: index.clone(),

@@ -6,6 +6,10 @@ use serde::Deserialize;
 
 use crate::duration;
 
+pub mod auth;
+
+pub use auth::{AuthSettings, Scheme, Secret};
+
 /// The wait before the second, cache-busting patch when `CACHE_BUSTER_WAIT_INTERVAL` is unset
 /// or unreadable (the original tool's default).
 pub const DEFAULT_CACHE_BUSTER_WAIT: Duration = Duration::from_secs(2);
@@ -17,7 +21,7 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 18] = [
+pub const VARIABLES: [&str; 41] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -36,6 +40,29 @@ pub const VARIABLES: [&str; 18] = [
     "TLS_KEY_FILE",
     "CONFIRM_TIMEOUT",
     "POD_NAME",
+    "WEBHOOK_AUTH",
+    "WEBHOOK_AUTH_AKEYLESS",
+    "WEBHOOK_AUTH_AWS",
+    "WEBHOOK_AUTH_GCP",
+    "WEBHOOK_AUTH_AZURE",
+    "WEBHOOK_AUTH_VAULT",
+    "WEBHOOK_AUTH_CLOUDEVENTS",
+    "WEBHOOK_AUTH_GENERIC",
+    "BASIC_AUTH_CREDENTIALS",
+    "BEARER_TOKENS",
+    "BEARER_TOKEN_HEADER",
+    "JWT_HS256_SECRETS",
+    "JWT_AUDIENCE",
+    "JWT_ISSUER",
+    "JWT_NAMESPACES_CLAIM",
+    "DOPPLER_WEBHOOK_SECRETS",
+    "INFISICAL_WEBHOOK_SECRETS",
+    "HMAC_SECRETS",
+    "REPLAY_WINDOW",
+    "JWKS_URL",
+    "JWKS_ISSUER",
+    "JWKS_AUDIENCE",
+    "JWKS_CACHE_TTL",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +73,8 @@ pub enum LogFormat {
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
-    pub basic_auth_user: String,
-    pub basic_auth_password: String,
+    /// Who may call the webhook routes, and how they prove it.
+    pub auth: AuthSettings,
     /// `Some(wait)` when the cache buster is enabled.
     pub cache_buster: Option<Duration>,
     pub http_port: u16,
@@ -80,8 +107,7 @@ pub struct TlsFiles {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("basic_auth_user", &self.basic_auth_user)
-            .field("basic_auth_password", &"<redacted>")
+            .field("auth", &self.auth)
             .field("cache_buster", &self.cache_buster)
             .field("http_port", &self.http_port)
             .field("watch_namespaces", &self.watch_namespaces)
@@ -108,6 +134,20 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    #[error("{needs} must be set: {used_by} uses {scheme}")]
+    SchemeWithoutCredentials {
+        scheme: &'static str,
+        used_by: String,
+        needs: String,
+    },
+    #[error("{variable} names no route: expected WEBHOOK_AUTH_<ROUTE> for a route among {routes}")]
+    UnknownRoute { variable: String, routes: String },
+    #[error("{variable}={value:?} is invalid: {expected}")]
+    InvalidRoute {
+        variable: String,
+        value: String,
+        expected: String,
+    },
     #[error("reading the environment: {0}")]
     Environment(String),
 }
@@ -119,6 +159,22 @@ pub enum ConfigError {
 struct RawConfig {
     basic_auth_user: Option<String>,
     basic_auth_password: Option<String>,
+    webhook_auth: Option<String>,
+    basic_auth_credentials: Option<String>,
+    bearer_tokens: Option<String>,
+    bearer_token_header: Option<String>,
+    jwt_hs256_secrets: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_namespaces_claim: Option<String>,
+    doppler_webhook_secrets: Option<String>,
+    infisical_webhook_secrets: Option<String>,
+    hmac_secrets: Option<String>,
+    replay_window: Option<String>,
+    jwks_url: Option<String>,
+    jwks_issuer: Option<String>,
+    jwks_audience: Option<String>,
+    jwks_cache_ttl: Option<String>,
     enable_cache_buster: Option<String>,
     cache_buster_wait_interval: Option<String>,
     http_port: Option<String>,
@@ -149,27 +205,40 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Config, Vec<String>), ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        // Per-route settings are named after the routes, so they are found by their prefix.
+        let route_prefix = format!("{}_", auth::WEBHOOK_AUTH);
+        let per_route: Vec<(String, String)> = vars
+            .iter()
+            .filter(|(name, _)| name.to_ascii_uppercase().starts_with(&route_prefix))
+            .map(|(name, value)| (name.to_ascii_uppercase(), value.clone()))
+            .collect();
         let raw: RawConfig =
             envy::from_iter(vars).map_err(|e| ConfigError::Environment(e.to_string()))?;
         let mut warnings = Vec::new();
 
-        let (basic_auth_user, basic_auth_password) =
-            match (given(raw.basic_auth_user), given(raw.basic_auth_password)) {
-                (Some(user), Some(password)) => (user, password),
-                (None, None) => {
-                    return Err(ConfigError::MissingCredentials(
-                        "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into(),
-                    ));
-                }
-                (None, Some(_)) => {
-                    return Err(ConfigError::MissingCredentials("BASIC_AUTH_USER".into()));
-                }
-                (Some(_), None) => {
-                    return Err(ConfigError::MissingCredentials(
-                        "BASIC_AUTH_PASSWORD".into(),
-                    ));
-                }
-            };
+        let auth = auth::RawAuth {
+            webhook_auth: raw.webhook_auth,
+            per_route,
+            basic_auth_user: raw.basic_auth_user,
+            basic_auth_password: raw.basic_auth_password,
+            basic_auth_credentials: raw.basic_auth_credentials,
+            bearer_tokens: raw.bearer_tokens,
+            bearer_token_header: raw.bearer_token_header,
+            jwt_hs256_secrets: raw.jwt_hs256_secrets,
+            jwt_audience: raw.jwt_audience,
+            jwt_issuer: raw.jwt_issuer,
+            jwt_namespaces_claim: raw.jwt_namespaces_claim,
+            doppler_webhook_secrets: raw.doppler_webhook_secrets,
+            infisical_webhook_secrets: raw.infisical_webhook_secrets,
+            hmac_secrets: raw.hmac_secrets,
+            replay_window: raw.replay_window,
+            jwks_url: raw.jwks_url,
+            jwks_issuer: raw.jwks_issuer,
+            jwks_audience: raw.jwks_audience,
+            jwks_cache_ttl: raw.jwks_cache_ttl,
+        }
+        .read()?;
 
         let enabled = match raw.enable_cache_buster.as_deref().map(str::trim) {
             None | Some("") => false,
@@ -274,8 +343,7 @@ impl Config {
             .filter(|ns| !ns.is_empty());
 
         let config = Config {
-            basic_auth_user,
-            basic_auth_password,
+            auth,
             cache_buster: enabled.then_some(wait),
             http_port,
             watch_namespaces,
@@ -390,7 +458,8 @@ mod tests {
     fn defaults() {
         let (config, warnings) = read(&[]).expect("valid");
         assert!(warnings.is_empty());
-        assert_eq!(config.basic_auth_user, "hook");
+        assert_eq!(config.auth.basic.len(), 1);
+        assert_eq!(config.auth.basic[0].user, "hook");
         assert_eq!(config.cache_buster, None);
         assert_eq!(config.http_port, 8000);
         assert!(config.watch_namespaces.is_empty());
@@ -503,12 +572,13 @@ mod tests {
 
     #[test]
     fn variables_lists_exactly_what_is_read() {
-        // RUST_LOG is read by the log filter and POD_NAME by the Event recorder; every other
-        // name must be a field read here.
+        // RUST_LOG is read by the log filter, POD_NAME by the Event recorder, and per-route
+        // WEBHOOK_AUTH_<ROUTE> by their prefix; every other name must be a field read here.
         let read: Vec<&str> = VARIABLES
             .iter()
             .copied()
             .filter(|v| !["RUST_LOG", "POD_NAME"].contains(v))
+            .filter(|v| !v.starts_with("WEBHOOK_AUTH_"))
             .collect();
         let raw: RawConfig =
             envy::from_iter(read.iter().map(|v| (v.to_string(), "x".to_string()))).unwrap();

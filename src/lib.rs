@@ -18,6 +18,7 @@ pub mod http;
 pub mod index;
 pub mod manifests;
 pub mod metrics;
+pub mod namespace_limit;
 pub mod patcher;
 pub mod plan;
 pub mod rbac;

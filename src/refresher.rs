@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use crate::cache_buster::CacheBuster;
 use crate::dedupe::SeenEvents;
@@ -78,6 +78,8 @@ pub struct TargetReport {
 pub struct SkipReport {
     pub namespace: String,
     pub name: String,
+    /// Stable, for programs: `created_once`, `not_permitted`, ...
+    pub code: &'static str,
     pub reason: String,
     pub keys: Vec<String>,
 }
@@ -104,7 +106,13 @@ impl RefreshReport {
 }
 
 impl Refresher {
-    pub async fn refresh(&self, changes: &[SecretChange]) -> Result<RefreshReport, NotSynced> {
+    /// Refreshes what `changes` concern; a caller limited to `permitted` namespaces gets the
+    /// rest reported as skipped.
+    pub async fn refresh(
+        &self,
+        changes: &[SecretChange],
+        permitted: Option<&BTreeSet<String>>,
+    ) -> Result<RefreshReport, NotSynced> {
         if !self.index.is_ready() {
             return Err(NotSynced);
         }
@@ -120,7 +128,10 @@ impl Refresher {
             });
         self.metrics.duplicate_events.inc_by(repeated.len() as u64);
         let changes = fresh.as_slice();
-        let plan = self.index.read(|index| RefreshPlan::new(changes, index));
+        let mut plan = self.index.read(|index| RefreshPlan::new(changes, index));
+        if let Some(namespaces) = permitted {
+            plan.limit_to_namespaces(namespaces);
+        }
         let RefreshPlan {
             mut targets,
             skipped,
@@ -158,6 +169,7 @@ impl Refresher {
                 .map(|(id, skip)| SkipReport {
                     namespace: id.namespace.to_string(),
                     name: id.name.to_string(),
+                    code: skip.reason.code,
                     reason: skip.reason.text,
                     keys: skip.keys.into_iter().collect(),
                 })

@@ -11,8 +11,11 @@ pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// With the `WWW-Authenticate` challenge naming the route's schemes.
     #[error("missing or wrong credentials")]
-    Unauthorized,
+    Unauthorized { challenge: String },
+    #[error("the credentials cannot be checked right now; retry later")]
+    AuthUnavailable,
     #[error("{0}")]
     BadRequest(String),
     #[error("body is larger than {limit} bytes")]
@@ -32,7 +35,8 @@ pub enum ApiError {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::AuthUnavailable => "auth_unavailable",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotReady => "not_ready",
@@ -47,7 +51,8 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -61,13 +66,10 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unauthorized => {
-                response.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    r#"Basic realm="eso-refresher", charset="UTF-8""#,
-                ));
+            ApiError::Unauthorized { challenge } => {
+                response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
             }
-            ApiError::NotReady => {
+            ApiError::NotReady | ApiError::AuthUnavailable => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
             }
             ApiError::Throttled { seconds } => {

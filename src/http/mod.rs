@@ -8,7 +8,7 @@ mod webhook;
 
 use actix_web::{HttpResponse, web};
 
-pub use auth::BasicCredentials;
+pub use auth::{Authenticator, Caller, Rejection};
 pub use error::ApiError;
 pub use throttle::AuthThrottle;
 
@@ -19,7 +19,7 @@ use crate::refresher::Refresher;
 
 /// What every handler shares.
 pub struct AppState {
-    pub credentials: BasicCredentials,
+    pub auth: Authenticator,
     pub throttle: AuthThrottle,
     pub refresher: Refresher,
     pub metrics: Arc<Metrics>,

@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use super::AppState;
+use super::auth::{BeforeBody, Refusal};
 use super::error::{ApiError, RETRY_AFTER_SECONDS};
 use crate::events::{Notification, Provider};
 use crate::refresher::RefreshReport;
@@ -93,8 +94,10 @@ fn respond(outcome: Result<Answer, ApiError>) -> HttpResponse {
     }
 }
 
-/// Credentials are checked before the body is read, so an unauthenticated caller cannot
-/// make the server buffer anything. The Content-Type header is not insisted on.
+/// Header-only credentials are checked before the body is read, so that an unauthenticated
+/// caller cannot make the server buffer anything; a body is read without them only when the
+/// route accepts a body signature and the request carries one, and the signature is checked
+/// before the body is parsed. The Content-Type header is not insisted on.
 async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
@@ -108,19 +111,39 @@ async fn handle(
             seconds: wait.as_secs().max(1),
         });
     }
-    if let Err(error) = state.credentials.verify(request) {
+    let route = provider.map(Provider::name);
+    let refused = |refusal: Refusal| {
+        if refusal.is_unavailable() {
+            tracing::warn!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook credentials could not be checked");
+            return ApiError::AuthUnavailable;
+        }
         state.metrics.auth_failures.inc();
         if let Some(ip) = client {
             state.throttle.failed(ip);
         }
-        return Err(error);
-    }
+        tracing::info!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook authentication failed");
+        ApiError::Unauthorized {
+            challenge: refusal.challenge,
+        }
+    };
+    let before_body = state
+        .auth
+        .before_body(request, route)
+        .await
+        .map_err(refused)?;
     let limit = state.max_body_bytes;
     let body = tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(limit))
         .await
         .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|_| ApiError::PayloadTooLarge { limit })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    let caller = match before_body {
+        BeforeBody::Accepted(caller) => caller,
+        BeforeBody::NeedsBody(so_far) => state
+            .auth
+            .with_body(request, &body, route, so_far)
+            .map_err(refused)?,
+    };
     let notification = read(request, &body, provider)?;
     if let Some(reply) = notification.reply {
         return Ok(Answer::Reply(reply));
@@ -144,7 +167,7 @@ async fn handle(
     } else {
         state
             .refresher
-            .refresh(&notification.changes)
+            .refresh(&notification.changes, caller.namespaces.as_ref())
             .await
             .map_err(|_| ApiError::NotReady)?
     };

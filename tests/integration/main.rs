@@ -1,5 +1,6 @@
 //! Integration tests: the real server, over real HTTP, against a fake Kubernetes API server.
 
+mod auth;
 mod binary;
 mod cache_buster;
 mod cluster;

@@ -6,7 +6,7 @@ pub mod fake_api;
 use std::time::Duration;
 
 use eso_refresher::app::{Application, Source};
-use eso_refresher::config::{Config, LogFormat};
+use eso_refresher::config::{AuthSettings, Config, LogFormat};
 use serde_json::{Value, json};
 
 pub use fake_api::FakeApiServer;
@@ -16,8 +16,7 @@ pub const PASSWORD: &str = "s3cret-Pa55";
 
 pub fn config() -> Config {
     Config {
-        basic_auth_user: USER.into(),
-        basic_auth_password: PASSWORD.into(),
+        auth: AuthSettings::basic(USER, PASSWORD),
         cache_buster: None,
         http_port: 0,
         watch_namespaces: Vec::new(),

@@ -1,0 +1,681 @@
+//! Caller authentication settings: which schemes each webhook route accepts, and the
+//! credentials of each scheme. Several credentials of a kind may be valid at once, so that
+//! they can be rotated without a moment where the sender's old or new one is refused.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::ConfigError;
+use crate::duration;
+use crate::events::Provider;
+
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_NAMESPACES_CLAIM: &str = "namespaces";
+
+/// The variable that sets the schemes of every route; `WEBHOOK_AUTH_<ROUTE>` overrides it.
+pub const WEBHOOK_AUTH: &str = "WEBHOOK_AUTH";
+
+/// One way a caller may prove who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scheme {
+    Basic,
+    Bearer,
+    Jwt,
+    Jwks,
+    HmacDoppler,
+    HmacInfisical,
+    Hmac,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 7] = [
+        Scheme::Basic,
+        Scheme::Bearer,
+        Scheme::Jwt,
+        Scheme::Jwks,
+        Scheme::HmacDoppler,
+        Scheme::HmacInfisical,
+        Scheme::Hmac,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Basic => "basic",
+            Scheme::Bearer => "bearer",
+            Scheme::Jwt => "jwt",
+            Scheme::Jwks => "jwks",
+            Scheme::HmacDoppler => "hmac-doppler",
+            Scheme::HmacInfisical => "hmac-infisical",
+            Scheme::Hmac => "hmac",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Scheme> {
+        Scheme::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A credential: compared, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicPair {
+    pub user: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerSettings {
+    pub tokens: Vec<Secret>,
+    /// `None`: `Authorization: Bearer <token>`; otherwise the whole value of this header.
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    pub secrets: Vec<Secret>,
+    pub audience: String,
+    pub issuer: Option<String>,
+    /// The claim that, when present, lists the namespaces the caller may refresh.
+    pub namespaces_claim: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSettings {
+    pub url: String,
+    pub issuer: String,
+    pub audience: String,
+    pub cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The schemes of `/webhook` and of every route without a setting of its own.
+    pub default: Vec<Scheme>,
+    /// Per provider route (`/webhook/<name>`), by name.
+    pub routes: BTreeMap<String, Vec<Scheme>>,
+    pub basic: Vec<BasicPair>,
+    pub bearer: BearerSettings,
+    pub jwt: Option<JwtSettings>,
+    pub jwks: Option<JwksSettings>,
+    pub doppler_secrets: Vec<Secret>,
+    pub infisical_secrets: Vec<Secret>,
+    pub hmac_secrets: Vec<Secret>,
+    /// How old (or how far in the future) a signed timestamp may be.
+    pub replay_window: Duration,
+}
+
+impl AuthSettings {
+    /// Basic auth with one pair on every route (what the service did before schemes).
+    pub fn basic(user: &str, password: &str) -> Self {
+        AuthSettings {
+            default: vec![Scheme::Basic],
+            routes: BTreeMap::new(),
+            basic: vec![BasicPair {
+                user: user.to_owned(),
+                password: Secret::new(password),
+            }],
+            bearer: BearerSettings {
+                tokens: Vec::new(),
+                header: None,
+            },
+            jwt: None,
+            jwks: None,
+            doppler_secrets: Vec::new(),
+            infisical_secrets: Vec::new(),
+            hmac_secrets: Vec::new(),
+            replay_window: DEFAULT_REPLAY_WINDOW,
+        }
+    }
+
+    /// The schemes a route accepts; `None` is `/webhook` itself.
+    pub fn schemes_for(&self, route: Option<&str>) -> &[Scheme] {
+        route
+            .and_then(|name| self.routes.get(name))
+            .unwrap_or(&self.default)
+    }
+
+    /// Every scheme some route uses.
+    pub fn schemes_in_use(&self) -> Vec<Scheme> {
+        let mut used: Vec<Scheme> = self
+            .routes
+            .values()
+            .chain(std::iter::once(&self.default))
+            .flatten()
+            .copied()
+            .collect();
+        used.sort();
+        used.dedup();
+        used
+    }
+}
+
+/// The per-route variable of a provider route: `WEBHOOK_AUTH_<NAME>`.
+pub fn route_variable(route: &str) -> String {
+    format!(
+        "{WEBHOOK_AUTH}_{}",
+        route.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The authentication variables, as text.
+#[derive(Default)]
+pub struct RawAuth {
+    pub webhook_auth: Option<String>,
+    /// `WEBHOOK_AUTH_<ROUTE>` variables, by their upper-case name.
+    pub per_route: Vec<(String, String)>,
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password: Option<String>,
+    pub basic_auth_credentials: Option<String>,
+    pub bearer_tokens: Option<String>,
+    pub bearer_token_header: Option<String>,
+    pub jwt_hs256_secrets: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_namespaces_claim: Option<String>,
+    pub doppler_webhook_secrets: Option<String>,
+    pub infisical_webhook_secrets: Option<String>,
+    pub hmac_secrets: Option<String>,
+    pub replay_window: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_issuer: Option<String>,
+    pub jwks_audience: Option<String>,
+    pub jwks_cache_ttl: Option<String>,
+}
+
+fn invalid(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        expected: expected.into(),
+    }
+}
+
+fn given(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// A comma-separated list of credentials, blanks dropped.
+fn secrets(value: Option<String>) -> Vec<Secret> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .collect()
+}
+
+fn schemes(name: &'static str, value: &str) -> Result<Vec<Scheme>, ConfigError> {
+    let mut list = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let scheme = Scheme::from_name(item).ok_or_else(|| {
+            let known: Vec<&str> = Scheme::ALL.iter().map(|s| s.name()).collect();
+            invalid(
+                name,
+                item,
+                format!("expected a comma-separated list of {}", known.join(", ")),
+            )
+        })?;
+        if !list.contains(&scheme) {
+            list.push(scheme);
+        }
+    }
+    if list.is_empty() {
+        return Err(invalid(name, value, "expected at least one scheme"));
+    }
+    Ok(list)
+}
+
+/// A scheme some route uses, without what it needs: one line saying which variables to set.
+fn lacking(scheme: Scheme, used_by: &str, needs: &str) -> ConfigError {
+    ConfigError::SchemeWithoutCredentials {
+        scheme: scheme.name(),
+        used_by: used_by.to_owned(),
+        needs: needs.to_owned(),
+    }
+}
+
+impl RawAuth {
+    pub fn read(self) -> Result<AuthSettings, ConfigError> {
+        let default = match given(self.webhook_auth) {
+            None => vec![Scheme::Basic],
+            Some(value) => schemes(WEBHOOK_AUTH, &value)?,
+        };
+        let mut routes = BTreeMap::new();
+        for (variable, value) in self.per_route {
+            let Some(value) = given(Some(value)) else {
+                continue;
+            };
+            let Some(provider) = Provider::ALL
+                .into_iter()
+                .find(|p| route_variable(p.name()) == variable)
+            else {
+                let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+                return Err(ConfigError::UnknownRoute {
+                    variable,
+                    routes: names.join(", "),
+                });
+            };
+            // The variable name is only known at run time; name it in the error all the same.
+            let list = schemes(WEBHOOK_AUTH, &value).map_err(|e| match e {
+                ConfigError::Invalid {
+                    value, expected, ..
+                } => ConfigError::InvalidRoute {
+                    variable: variable.clone(),
+                    value,
+                    expected,
+                },
+                other => other,
+            })?;
+            routes.insert(provider.name().to_owned(), list);
+        }
+
+        let mut basic = Vec::new();
+        match (
+            given(self.basic_auth_user),
+            self.basic_auth_password.filter(|p| !p.is_empty()),
+        ) {
+            (Some(user), Some(password)) => basic.push(BasicPair {
+                user,
+                password: Secret::new(password),
+            }),
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(ConfigError::MissingCredentials("BASIC_AUTH_USER".into()));
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::MissingCredentials(
+                    "BASIC_AUTH_PASSWORD".into(),
+                ));
+            }
+        }
+        for pair in secrets(self.basic_auth_credentials) {
+            match pair.expose().split_once(':') {
+                Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                    basic.push(BasicPair {
+                        user: user.to_owned(),
+                        password: Secret::new(password),
+                    });
+                }
+                // The value holds a password: never echo it.
+                _ => {
+                    return Err(invalid(
+                        "BASIC_AUTH_CREDENTIALS",
+                        "<redacted>",
+                        "expected a comma-separated list of user:password pairs",
+                    ));
+                }
+            }
+        }
+
+        let header =
+            given(self.bearer_token_header).filter(|h| !h.eq_ignore_ascii_case("authorization"));
+        if let Some(name) = &header
+            && actix_web::http::header::HeaderName::try_from(name.as_str()).is_err()
+        {
+            return Err(invalid(
+                "BEARER_TOKEN_HEADER",
+                name,
+                "expected an HTTP header name",
+            ));
+        }
+        let bearer = BearerSettings {
+            tokens: secrets(self.bearer_tokens),
+            header: header.map(|h| h.to_ascii_lowercase()),
+        };
+
+        let jwt_secrets = secrets(self.jwt_hs256_secrets);
+        let jwt = match (jwt_secrets.is_empty(), given(self.jwt_audience)) {
+            (false, Some(audience)) => Some(JwtSettings {
+                secrets: jwt_secrets,
+                audience,
+                issuer: given(self.jwt_issuer),
+                namespaces_claim: given(self.jwt_namespaces_claim)
+                    .unwrap_or_else(|| DEFAULT_NAMESPACES_CLAIM.to_owned()),
+            }),
+            _ => None,
+        };
+
+        let jwks_cache_ttl = duration_or(
+            self.jwks_cache_ttl,
+            "JWKS_CACHE_TTL",
+            DEFAULT_JWKS_CACHE_TTL,
+        )?;
+        let jwks = match (
+            given(self.jwks_url),
+            given(self.jwks_issuer),
+            given(self.jwks_audience),
+        ) {
+            (Some(url), Some(issuer), Some(audience)) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(invalid("JWKS_URL", &url, "expected an http(s) URL"));
+                }
+                Some(JwksSettings {
+                    url,
+                    issuer,
+                    audience,
+                    cache_ttl: jwks_cache_ttl,
+                })
+            }
+            _ => None,
+        };
+
+        let replay_window =
+            duration_or(self.replay_window, "REPLAY_WINDOW", DEFAULT_REPLAY_WINDOW)?;
+        if replay_window.is_zero() {
+            return Err(invalid(
+                "REPLAY_WINDOW",
+                "0s",
+                "expected a positive duration",
+            ));
+        }
+
+        let settings = AuthSettings {
+            default,
+            routes,
+            basic,
+            bearer,
+            jwt,
+            jwks,
+            doppler_secrets: secrets(self.doppler_webhook_secrets),
+            infisical_secrets: secrets(self.infisical_webhook_secrets),
+            hmac_secrets: secrets(self.hmac_secrets),
+            replay_window,
+        };
+        settings.check_credentials()?;
+        Ok(settings)
+    }
+}
+
+impl AuthSettings {
+    /// Every scheme in use has its credentials.
+    fn check_credentials(&self) -> Result<(), ConfigError> {
+        for scheme in self.schemes_in_use() {
+            let used_by = self.users_of(scheme);
+            let missing = match scheme {
+                Scheme::Basic if self.basic.is_empty() => {
+                    // The message callers of the original tool know.
+                    if used_by == WEBHOOK_AUTH && self.default == [Scheme::Basic] {
+                        return Err(ConfigError::MissingCredentials(
+                            "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into(),
+                        ));
+                    }
+                    Some("BASIC_AUTH_USER and BASIC_AUTH_PASSWORD (or BASIC_AUTH_CREDENTIALS)")
+                }
+                Scheme::Bearer if self.bearer.tokens.is_empty() => Some("BEARER_TOKENS"),
+                Scheme::Jwt if self.jwt.is_none() => Some("JWT_HS256_SECRETS and JWT_AUDIENCE"),
+                Scheme::Jwks if self.jwks.is_none() => {
+                    Some("JWKS_URL, JWKS_ISSUER and JWKS_AUDIENCE")
+                }
+                Scheme::HmacDoppler if self.doppler_secrets.is_empty() => {
+                    Some("DOPPLER_WEBHOOK_SECRETS")
+                }
+                Scheme::HmacInfisical if self.infisical_secrets.is_empty() => {
+                    Some("INFISICAL_WEBHOOK_SECRETS")
+                }
+                Scheme::Hmac if self.hmac_secrets.is_empty() => Some("HMAC_SECRETS"),
+                _ => None,
+            };
+            if let Some(needs) = missing {
+                return Err(lacking(scheme, &used_by, needs));
+            }
+        }
+        Ok(())
+    }
+
+    /// The variables that put `scheme` in use, for error messages.
+    fn users_of(&self, scheme: Scheme) -> String {
+        let mut users = Vec::new();
+        let default_applies = self.routes.len() < Provider::ALL.len();
+        if default_applies && self.default.contains(&scheme) {
+            users.push(WEBHOOK_AUTH.to_owned());
+        }
+        for (route, list) in &self.routes {
+            if list.contains(&scheme) {
+                users.push(route_variable(route));
+            }
+        }
+        users.join(", ")
+    }
+}
+
+fn duration_or(
+    value: Option<String>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match given(value) {
+        None => Ok(default),
+        Some(text) => duration::parse(&text).map_err(|e| invalid(name, &text, e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
+        let mut raw = RawAuth::default();
+        for (name, value) in pairs {
+            let text = Some(value.to_string());
+            match *name {
+                "WEBHOOK_AUTH" => raw.webhook_auth = text,
+                "BASIC_AUTH_USER" => raw.basic_auth_user = text,
+                "BASIC_AUTH_PASSWORD" => raw.basic_auth_password = text,
+                "BASIC_AUTH_CREDENTIALS" => raw.basic_auth_credentials = text,
+                "BEARER_TOKENS" => raw.bearer_tokens = text,
+                "BEARER_TOKEN_HEADER" => raw.bearer_token_header = text,
+                "JWT_HS256_SECRETS" => raw.jwt_hs256_secrets = text,
+                "JWT_AUDIENCE" => raw.jwt_audience = text,
+                "JWT_NAMESPACES_CLAIM" => raw.jwt_namespaces_claim = text,
+                "JWT_ISSUER" => raw.jwt_issuer = text,
+                "INFISICAL_WEBHOOK_SECRETS" => raw.infisical_webhook_secrets = text,
+                "DOPPLER_WEBHOOK_SECRETS" => raw.doppler_webhook_secrets = text,
+                "HMAC_SECRETS" => raw.hmac_secrets = text,
+                "REPLAY_WINDOW" => raw.replay_window = text,
+                "JWKS_URL" => raw.jwks_url = text,
+                "JWKS_ISSUER" => raw.jwks_issuer = text,
+                "JWKS_AUDIENCE" => raw.jwks_audience = text,
+                "JWKS_CACHE_TTL" => raw.jwks_cache_ttl = text,
+                other => raw.per_route.push((other.to_owned(), value.to_string())),
+            }
+        }
+        raw.read()
+    }
+
+    #[test]
+    fn basic_everywhere_by_default() {
+        let settings = read(&[("BASIC_AUTH_USER", "u"), ("BASIC_AUTH_PASSWORD", "p")]).unwrap();
+        assert_eq!(settings.schemes_for(None), [Scheme::Basic]);
+        assert_eq!(settings.schemes_for(Some("gcp")), [Scheme::Basic]);
+        assert_eq!(settings.replay_window, Duration::from_secs(60));
+        assert_eq!(
+            read(&[]).unwrap_err(),
+            ConfigError::MissingCredentials("BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into())
+        );
+    }
+
+    #[test]
+    fn routes_override_the_default_and_basic_is_needed_only_where_used() {
+        let settings = read(&[
+            ("WEBHOOK_AUTH", "bearer, jwt"),
+            ("WEBHOOK_AUTH_GCP", "jwks"),
+            ("WEBHOOK_AUTH_AWS", ""),
+            ("BEARER_TOKENS", "t1,t2"),
+            ("BEARER_TOKEN_HEADER", "X-Api-Key"),
+            ("JWT_HS256_SECRETS", "old,new"),
+            ("JWT_AUDIENCE", "eso-refresher"),
+            ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            ("JWKS_ISSUER", "https://accounts.google.com"),
+            ("JWKS_AUDIENCE", "https://hooks.example.com/webhook/gcp"),
+        ])
+        .unwrap();
+        assert_eq!(settings.schemes_for(None), [Scheme::Bearer, Scheme::Jwt]);
+        assert_eq!(
+            settings.schemes_for(Some("aws")),
+            [Scheme::Bearer, Scheme::Jwt]
+        );
+        assert_eq!(settings.schemes_for(Some("gcp")), [Scheme::Jwks]);
+        assert_eq!(settings.bearer.header.as_deref(), Some("x-api-key"));
+        let jwt = settings.jwt.unwrap();
+        assert_eq!(jwt.secrets.len(), 2);
+        assert_eq!(jwt.namespaces_claim, "namespaces");
+        assert!(settings.basic.is_empty());
+    }
+
+    #[test]
+    fn several_basic_pairs_for_rotation() {
+        let settings = read(&[
+            ("BASIC_AUTH_USER", "u"),
+            ("BASIC_AUTH_PASSWORD", "p"),
+            ("BASIC_AUTH_CREDENTIALS", "u:next:with-colon, other:x"),
+        ])
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = settings
+            .basic
+            .iter()
+            .map(|p| (p.user.as_str(), p.password.expose()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("u", "p"), ("u", "next:with-colon"), ("other", "x")]
+        );
+        let only_list = read(&[("BASIC_AUTH_CREDENTIALS", "a:b")]).unwrap();
+        assert_eq!(only_list.basic.len(), 1);
+    }
+
+    #[test]
+    fn a_scheme_in_use_without_credentials_fails_with_one_line() {
+        for (pairs, expected) in [
+            (
+                vec![("WEBHOOK_AUTH_DOPPLER_X", "basic")],
+                "WEBHOOK_AUTH_DOPPLER_X",
+            ),
+            (
+                vec![("WEBHOOK_AUTH", "bearer")],
+                "BEARER_TOKENS must be set: WEBHOOK_AUTH uses bearer",
+            ),
+            (
+                vec![
+                    ("WEBHOOK_AUTH", "basic,hmac"),
+                    ("BASIC_AUTH_CREDENTIALS", "u:p"),
+                ],
+                "HMAC_SECRETS must be set: WEBHOOK_AUTH uses hmac",
+            ),
+            (
+                vec![
+                    ("WEBHOOK_AUTH", "hmac"),
+                    ("HMAC_SECRETS", "s"),
+                    ("WEBHOOK_AUTH_GCP", "jwks"),
+                ],
+                "JWKS_URL, JWKS_ISSUER and JWKS_AUDIENCE must be set: WEBHOOK_AUTH_GCP uses jwks",
+            ),
+            (
+                vec![("WEBHOOK_AUTH", "jwt"), ("JWT_HS256_SECRETS", "s")],
+                "JWT_HS256_SECRETS and JWT_AUDIENCE must be set",
+            ),
+            (
+                vec![
+                    ("WEBHOOK_AUTH", "hmac-doppler"),
+                    ("WEBHOOK_AUTH_VAULT", "basic"),
+                ],
+                "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD (or BASIC_AUTH_CREDENTIALS) must be set: WEBHOOK_AUTH_VAULT uses basic",
+            ),
+            (
+                vec![("WEBHOOK_AUTH", "hmac-doppler")],
+                "DOPPLER_WEBHOOK_SECRETS must be set: WEBHOOK_AUTH uses hmac-doppler",
+            ),
+        ] {
+            let err = read(&pairs).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_variable_and_hide_secrets() {
+        for (pairs, name) in [
+            (vec![("WEBHOOK_AUTH", "kerberos")], "WEBHOOK_AUTH="),
+            (vec![("WEBHOOK_AUTH", " , ")], "WEBHOOK_AUTH="),
+            (vec![("WEBHOOK_AUTH_GCP", "oidc")], "WEBHOOK_AUTH_GCP="),
+            (vec![("WEBHOOK_AUTH_NOPE", "basic")], "WEBHOOK_AUTH_NOPE"),
+            (vec![("REPLAY_WINDOW", "a minute")], "REPLAY_WINDOW="),
+            (vec![("REPLAY_WINDOW", "0s")], "REPLAY_WINDOW="),
+            (vec![("JWKS_CACHE_TTL", "soon")], "JWKS_CACHE_TTL="),
+            (
+                vec![("BEARER_TOKEN_HEADER", "X Api Key")],
+                "BEARER_TOKEN_HEADER=",
+            ),
+            (
+                vec![
+                    ("WEBHOOK_AUTH", "jwks"),
+                    ("JWKS_URL", "ftp://keys"),
+                    ("JWKS_ISSUER", "i"),
+                    ("JWKS_AUDIENCE", "a"),
+                ],
+                "JWKS_URL=",
+            ),
+            (
+                vec![("BASIC_AUTH_CREDENTIALS", "no-colon-s3cret")],
+                "BASIC_AUTH_CREDENTIALS=",
+            ),
+        ] {
+            let mut pairs = pairs;
+            pairs.extend([("BASIC_AUTH_USER", "u"), ("BASIC_AUTH_PASSWORD", "p")]);
+            let err = read(&pairs).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{name}: {err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_provider_route_has_its_variable() {
+        for provider in Provider::ALL {
+            let variable = route_variable(provider.name());
+            assert!(
+                super::super::VARIABLES.contains(&variable.as_str()),
+                "{variable} is missing from config::VARIABLES (and configs/.env.example)"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_hides_every_credential() {
+        let settings = read(&[
+            ("WEBHOOK_AUTH", "basic,bearer,hmac"),
+            ("BASIC_AUTH_CREDENTIALS", "u:pw-s3cret"),
+            ("BEARER_TOKENS", "tok-s3cret"),
+            ("HMAC_SECRETS", "hmac-s3cret"),
+        ])
+        .unwrap();
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+}

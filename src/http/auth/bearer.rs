@@ -1,0 +1,130 @@
+//! `bearer`: static tokens, in `Authorization: Bearer <token>` or, for senders that can only
+//! set a header of their own (an EventBridge API destination's API key, a forwarder's
+//! custom header), the whole value of a configured header.
+
+use actix_web::HttpRequest;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+use super::{Rejection, bearer_token, single_header};
+use crate::config::auth::BearerSettings;
+
+pub struct BearerTokens {
+    /// SHA-256 digests, so that a comparison takes the same time whatever its length.
+    tokens: Vec<[u8; 32]>,
+    header: Option<String>,
+}
+
+impl BearerTokens {
+    pub fn new(settings: &BearerSettings) -> Self {
+        BearerTokens {
+            tokens: settings
+                .tokens
+                .iter()
+                .map(|t| Sha256::digest(t.expose().as_bytes()).into())
+                .collect(),
+            header: settings.header.clone(),
+        }
+    }
+
+    pub fn verify(&self, request: &HttpRequest) -> Result<(), Rejection> {
+        let token = match &self.header {
+            None => bearer_token(request)?,
+            Some(name) => single_header(request, name.as_str())?
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or(Rejection::Missing)?,
+        };
+        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut matched = Choice::from(0);
+        for expected in &self.tokens {
+            matched |= given.ct_eq(expected);
+        }
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(Rejection::WrongKey)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use actix_web::test::TestRequest;
+
+    fn tokens(header: Option<&str>) -> BearerTokens {
+        BearerTokens::new(&BearerSettings {
+            tokens: vec![Secret::new("current"), Secret::new("next")],
+            header: header.map(str::to_owned),
+        })
+    }
+
+    fn request(headers: &[(&str, &str)]) -> HttpRequest {
+        let mut request = TestRequest::post();
+        for header in headers {
+            request = request.append_header(*header);
+        }
+        request.to_http_request()
+    }
+
+    #[test]
+    fn every_configured_token_is_valid() {
+        let tokens = tokens(None);
+        for valid in ["Bearer current", "bearer next", "Bearer  next "] {
+            assert_eq!(
+                tokens.verify(&request(&[("Authorization", valid)])),
+                Ok(()),
+                "{valid}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_missing_and_malformed_tokens() {
+        let tokens = tokens(None);
+        let cases = [
+            (vec![("Authorization", "Bearer wrong")], Rejection::WrongKey),
+            (
+                vec![("Authorization", "Bearer currentnext")],
+                Rejection::WrongKey,
+            ),
+            (
+                vec![("Authorization", "Basic Y3VycmVudA==")],
+                Rejection::Missing,
+            ),
+            (vec![("X-Api-Key", "current")], Rejection::Missing),
+            (vec![], Rejection::Missing),
+            (vec![("Authorization", "Bearer ")], Rejection::Malformed),
+            (
+                vec![
+                    ("Authorization", "Bearer current"),
+                    ("Authorization", "Bearer current"),
+                ],
+                Rejection::Malformed,
+            ),
+        ];
+        for (headers, expected) in cases {
+            assert_eq!(
+                tokens.verify(&request(&headers)),
+                Err(expected),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configured_header_carries_the_whole_token() {
+        let tokens = tokens(Some("x-api-key"));
+        assert_eq!(tokens.verify(&request(&[("X-Api-Key", "next")])), Ok(()));
+        assert_eq!(
+            tokens.verify(&request(&[("X-Api-Key", "Bearer next")])),
+            Err(Rejection::WrongKey)
+        );
+        assert_eq!(
+            tokens.verify(&request(&[("Authorization", "Bearer next")])),
+            Err(Rejection::Missing)
+        );
+    }
+}
