@@ -21,7 +21,7 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 41] = [
+pub const VARIABLES: [&str; 43] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -48,6 +48,8 @@ pub const VARIABLES: [&str; 41] = [
     "WEBHOOK_AUTH_VAULT",
     "WEBHOOK_AUTH_CLOUDEVENTS",
     "WEBHOOK_AUTH_GENERIC",
+    "WEBHOOK_AUTH_DOPPLER",
+    "WEBHOOK_AUTH_INFISICAL",
     "BASIC_AUTH_CREDENTIALS",
     "BEARER_TOKENS",
     "BEARER_TOKEN_HEADER",

@@ -59,6 +59,7 @@ mod tests {
             also: Vec::new(),
             event_type: None,
             event_id: None,
+            origin: None,
         };
         RefreshPlan::new(&[change], &index)
     }

@@ -42,35 +42,78 @@ fn refreshed(report: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Stores of several providers, each in a namespace of its own, and ExternalSecrets naming
+/// the same secrets through them, besides decoys: the same names in another region, vault or
+/// mount, or through another provider.
 async fn cluster() -> (FakeApiServer, TestApp) {
     let api = FakeApiServer::start().await;
-    api.apply(
-        external_secret("aws", "by-name")
-            .with_key("prod/payments/db-password")
-            .build(),
-    );
-    api.apply(external_secret("aws", "by-arn").with_key("arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments/db-password-Ab12Cd").build());
-    api.apply(
-        external_secret("aws", "api")
-            .with_key("prod/payments/api-key")
-            .build(),
-    );
-    api.apply(external_secret("gcp", "db").with_key("db-password").build());
-    api.apply(
-        external_secret("azure", "db")
-            .with_key("secret/db-password")
-            .build(),
-    );
-    api.apply(
-        external_secret("vault", "db")
-            .with_key("prod/payments/db-password")
-            .build(),
-    );
-    api.apply(
+    let aws = |region: &str, prefix: Option<&str>| {
+        let mut aws = json!({"service": "SecretsManager", "region": region});
+        if let Some(prefix) = prefix {
+            aws["prefix"] = json!(prefix);
+        }
+        json!({"aws": aws})
+    };
+    let vault = |mount: &str| json!({"vault": {"server": "https://vault:8200", "path": mount, "version": "v2"}});
+    let azure =
+        |name: &str| json!({"azurekv": {"vaultUrl": format!("https://{name}.vault.azure.net")}});
+    let stores = [
+        secret_store(Some("aws"), "ireland", aws("eu-west-1", None)),
+        secret_store(
+            Some("aws"),
+            "payments",
+            aws("eu-west-1", Some("prod/payments/")),
+        ),
+        secret_store(Some("aws-us"), "virginia", aws("us-east-1", None)),
+        secret_store(
+            Some("gcp"),
+            "gcp",
+            json!({"gcpsm": {"projectID": "shop-prod"}}),
+        ),
+        secret_store(Some("azure"), "prod", azure("prod-vault")),
+        secret_store(Some("azure"), "dev", azure("dev-vault")),
+        secret_store(Some("vault"), "secret", vault("secret")),
+        secret_store(Some("vault"), "kv", vault("kv")),
+        secret_store(
+            None,
+            "akeyless",
+            json!({"akeyless": {"akeylessGWApiURL": "https://api.akeyless.io",
+            "authSecretRef": {"secretRef": {"accessID": {"name": "a", "key": "id"}}}}}),
+        ),
+    ];
+    for store in stores {
+        api.apply(store);
+    }
+    let reading = |namespace: &str, name: &str, store: &str, key: &str| {
+        external_secret(namespace, name)
+            .from_store("SecretStore", store)
+            .with_key(key)
+            .build()
+    };
+    let db = "prod/payments/db-password";
+    for object in [
+        reading("aws", "by-name", "ireland", db),
+        reading(
+            "aws",
+            "by-arn",
+            "ireland",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/payments/db-password-Ab12Cd",
+        ),
+        reading("aws", "by-prefix", "payments", "db-password"),
+        reading("aws", "api", "ireland", "prod/payments/api-key"),
+        reading("aws-us", "same-name", "virginia", db),
+        reading("gcp", "db", "gcp", "db-password"),
+        reading("azure", "db", "prod", "secret/db-password"),
+        reading("azure", "dev-db", "dev", "db-password"),
+        reading("vault", "db", "secret", "prod/payments/db-password"),
+        reading("vault", "other-mount", "kv", "prod/payments/db-password"),
+        external_secret("other", "akeyless").with_key(db).build(),
         external_secret("other", "unrelated")
             .with_key("/nothing/here")
             .build(),
-    );
+    ] {
+        api.apply(object);
+    }
     let app = spawn_ready(&api, config()).await;
     (api, app)
 }
@@ -78,14 +121,14 @@ async fn cluster() -> (FakeApiServer, TestApp) {
 #[tokio::test]
 async fn each_provider_refreshes_the_external_secrets_naming_its_secret() {
     let (api, app) = cluster().await;
-    // The SNS notification wraps the EventBridge event before it: same id, a duplicate.
-    // Matching does not yet look at each ExternalSecret's store, so a secret of the same name
-    // in another provider (vault/db, aws/by-name) is refreshed too: one extra re-sync.
+    // Only ExternalSecrets reading from a store of the event's provider, region, vault or
+    // mount are refreshed. The SNS notification wraps the EventBridge event before it: same
+    // id, a duplicate. CloudEvents name no provider: every store's reader of the key counts.
     let cases = [
         (
             "/webhook/aws",
             "aws-eventbridge-cloudtrail.json",
-            &["aws/by-arn", "aws/by-name", "vault/db"][..],
+            &["aws/by-arn", "aws/by-name", "aws/by-prefix"][..],
         ),
         ("/webhook/aws", "aws-sns-notification.json", &[][..]),
         (
@@ -94,25 +137,25 @@ async fn each_provider_refreshes_the_external_secrets_naming_its_secret() {
             &["aws/api"][..],
         ),
         ("/webhook/gcp", "gcp-pubsub-push.json", &["gcp/db"][..]),
-        (
-            "/webhook/azure",
-            "azure-eventgrid.json",
-            &["azure/db", "gcp/db"][..],
-        ),
-        (
-            "/webhook/azure",
-            "azure-cloudevent.json",
-            &["azure/db", "gcp/db"][..],
-        ),
+        ("/webhook/azure", "azure-eventgrid.json", &["azure/db"][..]),
+        ("/webhook/azure", "azure-cloudevent.json", &["azure/db"][..]),
         (
             "/webhook/vault",
             "vault-kv-v2-event.json",
-            &["aws/by-name", "vault/db"][..],
+            &["vault/db"][..],
         ),
         (
             "/webhook/cloudevents",
             "cloudevent-structured.json",
-            &["aws/by-name", "vault/db"][..],
+            &[
+                "aws/by-arn",
+                "aws/by-name",
+                "aws/by-prefix",
+                "aws-us/same-name",
+                "other/akeyless",
+                "vault/db",
+                "vault/other-mount",
+            ][..],
         ),
     ];
     for (path, file, expected) in cases {

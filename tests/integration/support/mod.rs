@@ -188,6 +188,12 @@ impl ExternalSecretBuilder {
         self
     }
 
+    /// Reads from this store rather than the default ClusterSecretStore "akeyless".
+    pub fn from_store(mut self, kind: &str, name: &str) -> Self {
+        self.0["spec"]["secretStoreRef"] = json!({"kind": kind, "name": name});
+        self
+    }
+
     pub fn refresh_policy(mut self, policy: &str) -> Self {
         self.0["spec"]["refreshPolicy"] = json!(policy);
         self
@@ -222,6 +228,25 @@ impl ExternalSecretBuilder {
         }
         spec["dataFrom"].as_array_mut().expect("dataFrom")
     }
+}
+
+/// A SecretStore (`namespace: Some`) or ClusterSecretStore with this `spec.provider`.
+pub fn secret_store(namespace: Option<&str>, name: &str, provider: Value) -> Value {
+    let kind = if namespace.is_some() {
+        "SecretStore"
+    } else {
+        "ClusterSecretStore"
+    };
+    let mut store = json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": {"provider": provider},
+    });
+    if let Some(namespace) = namespace {
+        store["metadata"]["namespace"] = json!(namespace);
+    }
+    store
 }
 
 pub fn cluster_external_secret(name: &str) -> Value {
