@@ -23,6 +23,7 @@ use crate::manifests;
 use crate::metrics::Metrics;
 use crate::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::refresher::Refresher;
+use crate::sns::SnsGate;
 
 /// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
 /// cache-buster patches are sent at once, in-flight webhooks get up to this long to finish
@@ -190,6 +191,8 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events,
             trust_forwarded_for: config.trust_forwarded_for,
+            sns: SnsGate::new(config.sns.clone())
+                .map_err(|e| Error::Tls(format!("the SNS client: {e}")))?,
         });
 
         let listener =

@@ -121,6 +121,15 @@ async fn handle(
         .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|_| ApiError::PayloadTooLarge { limit })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+    if matches!(provider, None | Some(Provider::Aws)) {
+        let announced = request
+            .headers()
+            .get("x-amz-sns-message-type")
+            .and_then(|v| v.to_str().ok());
+        if let Some(reply) = state.sns.screen(&body, announced).await? {
+            return Ok(Answer::Reply(reply));
+        }
+    }
     let notification = read(request, &body, provider)?;
     if let Some(reply) = notification.reply {
         return Ok(Answer::Reply(reply));

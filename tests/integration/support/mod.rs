@@ -30,6 +30,7 @@ pub fn config() -> Config {
         trust_forwarded_for: false,
         tls: None,
         confirm_timeout: None,
+        sns: eso_refresher::sns::SnsSettings::default(),
     }
 }
 
