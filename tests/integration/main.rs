@@ -8,4 +8,5 @@ mod manifests_mode;
 mod providers;
 mod refresh;
 mod reliability;
+mod sns;
 mod support;

@@ -2,6 +2,7 @@
 //! the objects tests put in it.
 
 pub mod fake_api;
+pub mod sns;
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use eso_refresher::config::{Config, LogFormat};
 use serde_json::{Value, json};
 
 pub use fake_api::FakeApiServer;
+pub use sns::{FakeSns, event_fixture};
 
 pub const USER: &str = "hook";
 pub const PASSWORD: &str = "s3cret-Pa55";
