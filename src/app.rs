@@ -191,8 +191,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events,
             trust_forwarded_for: config.trust_forwarded_for,
-            sns: SnsGate::new(config.sns.clone())
-                .map_err(|e| Error::Tls(format!("the SNS client: {e}")))?,
+            sns: SnsGate::new(config.sns.clone()),
         });
 
         let listener =

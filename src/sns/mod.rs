@@ -9,7 +9,7 @@ pub mod signature;
 pub mod trust;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -76,32 +76,39 @@ impl Default for SnsSettings {
 /// the settings.
 pub struct SnsGate {
     settings: SnsSettings,
-    http: reqwest::Client,
+    /// Built at the first SNS message, so that a service that never gets one never loads the
+    /// system's CA certificates (and does not need any to start).
+    http: OnceLock<Result<reqwest::Client, String>>,
     certificates: Mutex<CertificateCache>,
 }
 
 impl SnsGate {
-    pub fn new(settings: SnsSettings) -> Result<SnsGate, reqwest::Error> {
-        // reqwest is built without a default crypto provider; use ring, as the server does.
-        // (Installing fails harmlessly when one is installed already.)
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A trusted host must not send us anywhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(SnsGate {
+    pub fn new(settings: SnsSettings) -> SnsGate {
+        SnsGate {
             settings,
-            http,
+            http: OnceLock::new(),
             certificates: Mutex::new(CertificateCache::default()),
-        })
+        }
     }
 
-    pub fn settings(&self) -> &SnsSettings {
-        &self.settings
+    fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                // reqwest is built without a default crypto provider; use ring, as the server
+                // does. (Installing fails harmlessly when one is installed already.)
+                if rustls::crypto::CryptoProvider::get_default().is_none() {
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                }
+                reqwest::Client::builder()
+                    .timeout(FETCH_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    // A trusted host must not send us anywhere else.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Checks `body` if it is an SNS message (`announced` is its `x-amz-sns-message-type`
@@ -171,7 +178,7 @@ impl SnsGate {
 
     async fn fetch(&self, url: &Url) -> Result<Vec<u8>, String> {
         let response = self
-            .http
+            .http()?
             .get(url.clone())
             .send()
             .await
@@ -196,16 +203,18 @@ impl SnsGate {
             message.required("SubscribeURL")?,
             self.settings.endpoint.as_ref(),
         )?;
+        let failed = |cause: String| {
+            tracing::warn!(topic_arn = topic, error = %cause, "confirming the SNS subscription failed");
+            SnsError::ConfirmationFailed
+        };
         let answer = self
-            .http
+            .http()
+            .map_err(failed)?
             .get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|cause| {
-                tracing::warn!(topic_arn = topic, error = %cause, "confirming the SNS subscription failed");
-                SnsError::ConfirmationFailed
-            })?
+            .map_err(|e| failed(e.to_string()))?
             .text()
             .await
             .unwrap_or_default();
@@ -308,7 +317,7 @@ mod tests {
     }
 
     fn gate(settings: SnsSettings) -> SnsGate {
-        SnsGate::new(settings).unwrap()
+        SnsGate::new(settings)
     }
 
     #[tokio::test]
