@@ -145,7 +145,7 @@ fn start_logged(
 #[tokio::test]
 async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
     let (mut child, port, lines) = start_logged(&[]);
-    let http = reqwest::Client::new();
+    let http = crate::support::http_client();
     let url = format!("http://127.0.0.1:{port}/webhook");
     let body = serde_json::json!([{"event_id": 1, "event_type": "static-secret-updated",
         "item_name": "/prod/payments/db-password", "item_id": 2,

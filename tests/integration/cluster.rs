@@ -340,7 +340,7 @@ async fn the_fake_api_rejects_objects_its_crd_forbids() {
 async fn the_fake_api_rejects_patches_that_break_the_schema() {
     let api = FakeApiServer::start().await;
     api.apply(external_secret("a", "s").with_key("/k").build());
-    let response = reqwest::Client::new()
+    let response = crate::support::http_client()
         .patch(format!(
             "{}/apis/external-secrets.io/v1/namespaces/a/externalsecrets/s",
             api.url

@@ -94,10 +94,19 @@ pub async fn spawn_app(config: Config, source: Source) -> TestApp {
     let stopped = tokio::spawn(app.run_until_stopped());
     TestApp {
         url,
-        http: reqwest::Client::new(),
+        http: http_client(),
         handle,
         stopped,
     }
+}
+
+/// An HTTP client for the tests. reqwest is built without a default crypto provider; ring is
+/// installed as the process's default unless something installed one already.
+pub fn http_client() -> reqwest::Client {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::new()
 }
 
 /// Starts the server against `api` and waits until it is ready.
