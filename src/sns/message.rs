@@ -64,7 +64,8 @@ impl SnsMessage {
     pub fn read(body: &[u8], announced: Option<&str>) -> Result<Option<SnsMessage>, SnsError> {
         let not_sns = |why: &str| match announced {
             Some(header) => Err(SnsError::Malformed(format!(
-                "x-amz-sns-message-type is {header:?} but {why}"
+                "x-amz-sns-message-type is {header:?} but {why}; raw message delivery carries no \
+                 signature, so turn it off on the subscription"
             ))),
             None => Ok(None),
         };

@@ -120,6 +120,9 @@ impl SnsGate {
         body: &[u8],
         announced: Option<&str>,
     ) -> Result<Option<Value>, SnsError> {
+        // Only a body that must be signed has to be an SNS envelope: unverified, a raw
+        // message delivery is read like any other body.
+        let announced = announced.filter(|_| self.settings.verify_signatures);
         let Some(message) = SnsMessage::read(body, announced)? else {
             return Ok(None);
         };
@@ -373,6 +376,24 @@ mod tests {
         assert_eq!(
             err,
             SnsError::TopicNotAllowed("arn:aws:sns:eu-west-1:1:other".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn raw_message_delivery_is_refused_unless_unverified() {
+        let raw = br#"{"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": {}}"#;
+        let err = gate(SnsSettings::default())
+            .screen(raw, Some("Notification"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("raw message delivery"), "{err}");
+        let unverified = SnsSettings {
+            verify_signatures: false,
+            ..SnsSettings::default()
+        };
+        assert_eq!(
+            gate(unverified).screen(raw, Some("Notification")).await,
+            Ok(None)
         );
     }
 
