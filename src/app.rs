@@ -23,6 +23,7 @@ use crate::manifests;
 use crate::metrics::Metrics;
 use crate::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::refresher::Refresher;
+use crate::sns::SnsGate;
 use crate::store::{Backend, StoreId};
 
 /// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
@@ -197,6 +198,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events,
             trust_forwarded_for: config.trust_forwarded_for,
+            sns: SnsGate::new(config.sns.clone()),
         });
 
         let listener =

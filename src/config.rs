@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration;
+use crate::sns::SnsSettings;
 
 pub mod auth;
 
@@ -21,7 +22,7 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 43] = [
+pub const VARIABLES: [&str; 47] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -65,6 +66,10 @@ pub const VARIABLES: [&str; 43] = [
     "JWKS_ISSUER",
     "JWKS_AUDIENCE",
     "JWKS_CACHE_TTL",
+    "AWS_SNS_VERIFY_SIGNATURES",
+    "AWS_SNS_CONFIRM_SUBSCRIPTIONS",
+    "AWS_SNS_TOPIC_ARNS",
+    "AWS_ENDPOINT_URL_SNS",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +103,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Follow each refresh until ESO reports it, for at most this long.
     pub confirm_timeout: Option<Duration>,
+    /// SNS signature checks, subscription confirmation, accepted topics.
+    pub sns: SnsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +129,7 @@ impl std::fmt::Debug for Config {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("tls", &self.tls)
             .field("confirm_timeout", &self.confirm_timeout)
+            .field("sns", &self.sns)
             .finish()
     }
 }
@@ -191,6 +199,10 @@ struct RawConfig {
     tls_cert_file: Option<String>,
     tls_key_file: Option<String>,
     confirm_timeout: Option<String>,
+    aws_sns_verify_signatures: Option<String>,
+    aws_sns_confirm_subscriptions: Option<String>,
+    aws_sns_topic_arns: Option<String>,
+    aws_endpoint_url_sns: Option<String>,
 }
 
 impl Config {
@@ -339,6 +351,16 @@ impl Config {
             }
         };
 
+        let sns = sns_settings(
+            [
+                raw.aws_sns_verify_signatures,
+                raw.aws_sns_confirm_subscriptions,
+                raw.aws_sns_topic_arns,
+                raw.aws_endpoint_url_sns,
+            ],
+            &mut warnings,
+        )?;
+
         let pod_namespace = raw
             .pod_namespace
             .map(|ns| ns.trim().to_owned())
@@ -358,9 +380,71 @@ impl Config {
             trust_forwarded_for,
             tls,
             confirm_timeout,
+            sns,
         };
         Ok((config, warnings))
     }
+}
+
+/// The `AWS_SNS_*` variables and `AWS_ENDPOINT_URL_SNS`; turning signature checks off is
+/// warned about.
+fn sns_settings(
+    [verify, confirm, topics, endpoint]: [Option<String>; 4],
+    warnings: &mut Vec<String>,
+) -> Result<SnsSettings, ConfigError> {
+    let flag = |value: &Option<String>, name: &'static str| match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(true),
+        Some(text) => parse_bool(text).ok_or_else(|| ConfigError::Invalid {
+            name,
+            value: text.to_owned(),
+            expected: "expected true or false".into(),
+        }),
+    };
+    let verify_signatures = flag(&verify, "AWS_SNS_VERIFY_SIGNATURES")?;
+    if !verify_signatures {
+        warnings.push(
+            "AWS_SNS_VERIFY_SIGNATURES=false: SNS message signatures are not checked; anyone with the webhook credentials can send SNS messages".into(),
+        );
+    }
+    let confirm_subscriptions = flag(&confirm, "AWS_SNS_CONFIRM_SUBSCRIPTIONS")?;
+    let mut topic_arns: Vec<String> = Vec::new();
+    for arn in topics
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|arn| !arn.is_empty())
+    {
+        if !arn.starts_with("arn:") || arn.split(':').count() != 6 {
+            return Err(ConfigError::Invalid {
+                name: "AWS_SNS_TOPIC_ARNS",
+                value: arn.to_owned(),
+                expected: "expected a comma-separated list of topic ARNs (arn:aws:sns:<region>:<account>:<topic>)".into(),
+            });
+        }
+        if !topic_arns.iter().any(|known| known == arn) {
+            topic_arns.push(arn.to_owned());
+        }
+    }
+    let endpoint = match endpoint.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(
+            reqwest::Url::parse(text)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "AWS_ENDPOINT_URL_SNS",
+                    value: text.to_owned(),
+                    expected: "expected an http(s) URL such as http://localhost:4566".into(),
+                })?,
+        ),
+    };
+    Ok(SnsSettings {
+        verify_signatures,
+        confirm_subscriptions,
+        topic_arns,
+        endpoint,
+    })
 }
 
 /// A `WATCH_NAMESPACES` value: comma-separated namespace names; empty means all namespaces.
@@ -473,6 +557,8 @@ mod tests {
         assert!(!config.trust_forwarded_for);
         assert_eq!(config.tls, None);
         assert_eq!(config.confirm_timeout, None);
+        assert_eq!(config.sns, SnsSettings::default());
+        assert!(config.sns.verify_signatures && config.sns.confirm_subscriptions);
     }
 
     #[test]
@@ -546,6 +632,11 @@ mod tests {
             ("TRUST_FORWARDED_FOR", "sometimes"),
             ("TLS_CERT_FILE", "/only/the/cert.pem"),
             ("CONFIRM_TIMEOUT", "soon"),
+            ("AWS_SNS_VERIFY_SIGNATURES", "perhaps"),
+            ("AWS_SNS_CONFIRM_SUBSCRIPTIONS", "yes"),
+            ("AWS_SNS_TOPIC_ARNS", "secret-changes"),
+            ("AWS_ENDPOINT_URL_SNS", "localhost:4566"),
+            ("AWS_ENDPOINT_URL_SNS", "ftp://localhost"),
         ] {
             let err = read(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}: {err}");
@@ -613,6 +704,32 @@ mod tests {
             std::path::PathBuf::from("/tls/tls.key")
         );
         assert_eq!(config.confirm_timeout, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn sns_settings() {
+        let (config, warnings) = read(&[
+            ("AWS_SNS_VERIFY_SIGNATURES", "false"),
+            ("AWS_SNS_CONFIRM_SUBSCRIPTIONS", "0"),
+            (
+                "AWS_SNS_TOPIC_ARNS",
+                " arn:aws:sns:eu-west-1:1:a, ,arn:aws-cn:sns:cn-north-1:2:b,arn:aws:sns:eu-west-1:1:a",
+            ),
+            ("AWS_ENDPOINT_URL_SNS", "http://localhost:4566"),
+        ])
+        .unwrap();
+        assert!(!config.sns.verify_signatures);
+        assert!(!config.sns.confirm_subscriptions);
+        assert_eq!(
+            config.sns.topic_arns,
+            ["arn:aws:sns:eu-west-1:1:a", "arn:aws-cn:sns:cn-north-1:2:b"]
+        );
+        assert_eq!(
+            config.sns.endpoint.map(String::from).as_deref(),
+            Some("http://localhost:4566/")
+        );
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("AWS_SNS_VERIFY_SIGNATURES=false"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod patcher;
 pub mod plan;
 pub mod rbac;
 pub mod refresher;
+pub mod sns;
 pub mod stamp;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,8 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::sns::SnsError;
+
 /// Seconds a sender should wait before re-delivering after a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
@@ -30,6 +32,8 @@ pub enum ApiError {
     Throttled { seconds: u64 },
     #[error("{count} events in one request; at most {limit} are accepted")]
     TooManyEvents { count: usize, limit: usize },
+    #[error(transparent)]
+    Sns(#[from] crate::sns::SnsError),
 }
 
 impl ApiError {
@@ -44,6 +48,14 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::Throttled { .. } => "too_many_requests",
             ApiError::TooManyEvents { .. } => "too_many_events",
+            ApiError::Sns(error) => match error {
+                SnsError::Malformed(_) => "bad_request",
+                SnsError::Signature(_) => "invalid_signature",
+                SnsError::UntrustedUrl { .. } => "untrusted_url",
+                SnsError::TopicNotAllowed(_) => "topic_not_allowed",
+                SnsError::CertificateUnavailable => "certificate_unavailable",
+                SnsError::ConfirmationFailed => "confirmation_failed",
+            },
         }
     }
 }
@@ -60,6 +72,16 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Sns(error) => match error {
+                SnsError::Malformed(_) => StatusCode::BAD_REQUEST,
+                SnsError::Signature(_)
+                | SnsError::UntrustedUrl { .. }
+                | SnsError::TopicNotAllowed(_) => StatusCode::FORBIDDEN,
+                // SNS re-delivers on a 5xx.
+                SnsError::CertificateUnavailable | SnsError::ConfirmationFailed => {
+                    StatusCode::BAD_GATEWAY
+                }
+            },
         }
     }
 
@@ -69,7 +91,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { challenge } => {
                 response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
             }
-            ApiError::NotReady | ApiError::AuthUnavailable => {
+            ApiError::NotReady
+            | ApiError::AuthUnavailable
+            | ApiError::Sns(SnsError::CertificateUnavailable | SnsError::ConfirmationFailed) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS));
             }
             ApiError::Throttled { seconds } => {

@@ -26,6 +26,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub max_events: usize,
     pub trust_forwarded_for: bool,
+    pub sns: crate::sns::SnsGate,
 }
 
 impl AppState {

@@ -144,6 +144,15 @@ async fn handle(
             .with_body(request, &body, route, so_far)
             .map_err(refused)?,
     };
+    if matches!(provider, None | Some(Provider::Aws)) {
+        let announced = request
+            .headers()
+            .get("x-amz-sns-message-type")
+            .and_then(|v| v.to_str().ok());
+        if let Some(reply) = state.sns.screen(&body, announced).await? {
+            return Ok(Answer::Reply(reply));
+        }
+    }
     let notification = read(request, &body, provider)?;
     if let Some(reply) = notification.reply {
         return Ok(Answer::Reply(reply));

@@ -9,4 +9,5 @@ mod manifests_mode;
 mod providers;
 mod refresh;
 mod reliability;
+mod sns;
 mod support;

@@ -46,6 +46,29 @@ fn refreshed(report: &Value) -> Vec<String> {
 /// the same secrets through them, besides decoys: the same names in another region, vault or
 /// mount, or through another provider.
 async fn cluster() -> (FakeApiServer, TestApp) {
+    cluster_with(config()).await
+}
+
+/// The cluster, with a local SNS stand-in trusted for certificates and SubscribeURLs: the SNS
+/// fixtures are posted signed with the test key, as SNS would sign them.
+async fn cluster_with_sns() -> (FakeApiServer, TestApp, FakeSns) {
+    let sns = FakeSns::start().await;
+    let mut config = config();
+    config.sns = sns.settings();
+    let (api, app) = cluster_with(config).await;
+    (api, app, sns)
+}
+
+/// A fixture's body; the SNS ones signed by `sns`.
+fn body(file: &str, sns: &FakeSns) -> String {
+    if file.starts_with("aws-sns-") {
+        sns.signed(event_fixture(file)).to_string()
+    } else {
+        fixture(file)
+    }
+}
+
+async fn cluster_with(config: eso_refresher::config::Config) -> (FakeApiServer, TestApp) {
     let api = FakeApiServer::start().await;
     let aws = |region: &str, prefix: Option<&str>| {
         let mut aws = json!({"service": "SecretsManager", "region": region});
@@ -86,7 +109,7 @@ async fn cluster() -> (FakeApiServer, TestApp) {
     }
     let reading = |namespace: &str, name: &str, store: &str, key: &str| {
         external_secret(namespace, name)
-            .from_store("SecretStore", store)
+            .reading_from("SecretStore", store)
             .with_key(key)
             .build()
     };
@@ -114,13 +137,13 @@ async fn cluster() -> (FakeApiServer, TestApp) {
     ] {
         api.apply(object);
     }
-    let app = spawn_ready(&api, config()).await;
+    let app = spawn_ready(&api, config).await;
     (api, app)
 }
 
 #[tokio::test]
 async fn each_provider_refreshes_the_external_secrets_naming_its_secret() {
-    let (api, app) = cluster().await;
+    let (api, app, sns) = cluster_with_sns().await;
     // Only ExternalSecrets reading from a store of the event's provider, region, vault or
     // mount are refreshed. The SNS notification wraps the EventBridge event before it: same
     // id, a duplicate. CloudEvents name no provider: every store's reader of the key counts.
@@ -159,7 +182,7 @@ async fn each_provider_refreshes_the_external_secrets_naming_its_secret() {
         ),
     ];
     for (path, file, expected) in cases {
-        let (status, report) = post(&app, path, fixture(file)).await;
+        let (status, report) = post(&app, path, body(file, &sns)).await;
         assert_eq!(status, 200, "{path} {file}: {report}");
         assert_eq!(refreshed(&report), expected, "{file}: {report}");
         if expected.is_empty() {
@@ -170,7 +193,7 @@ async fn each_provider_refreshes_the_external_secrets_naming_its_secret() {
             );
         }
         // Recognized at /webhook too; its id is remembered now, so it is a duplicate there.
-        let (status, again) = post(&app, "/webhook", fixture(file)).await;
+        let (status, again) = post(&app, "/webhook", body(file, &sns)).await;
         assert_eq!(status, 200, "{file} at /webhook: {again}");
         assert_eq!(refreshed(&again), Vec::<String>::new(), "{file}: {again}");
         assert_eq!(again["events"], report["events"], "{file}");
@@ -202,7 +225,7 @@ async fn aws_arns_and_names_reach_the_same_external_secrets() {
 
 #[tokio::test]
 async fn handshakes_are_answered() {
-    let (api, app) = cluster().await;
+    let (api, app, sns) = cluster_with_sns().await;
     let (status, reply) = post(
         &app,
         "/webhook/azure",
@@ -234,11 +257,12 @@ async fn handshakes_are_answered() {
     let (status, reply) = post(
         &app,
         "/webhook/aws",
-        fixture("aws-sns-subscription-confirmation.json"),
+        body("aws-sns-subscription-confirmation.json", &sns),
     )
     .await;
     assert_eq!(status, 200);
-    assert!(reply["subscriptionConfirmation"].is_string());
+    assert_eq!(reply["subscriptionConfirmation"], "confirmed", "{reply}");
+    assert_eq!(sns.confirmations().len(), 1);
     assert!(api.patches().is_empty(), "handshakes refresh nothing");
 }
 

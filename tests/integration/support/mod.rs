@@ -2,6 +2,7 @@
 //! the objects tests put in it.
 
 pub mod fake_api;
+pub mod sns;
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use eso_refresher::config::{AuthSettings, Config, LogFormat};
 use serde_json::{Value, json};
 
 pub use fake_api::FakeApiServer;
+pub use sns::{FakeSns, event_fixture};
 
 pub const USER: &str = "hook";
 pub const PASSWORD: &str = "s3cret-Pa55";
@@ -29,6 +31,7 @@ pub fn config() -> Config {
         trust_forwarded_for: false,
         tls: None,
         confirm_timeout: None,
+        sns: eso_refresher::sns::SnsSettings::default(),
     }
 }
 
@@ -189,7 +192,7 @@ impl ExternalSecretBuilder {
     }
 
     /// Reads from this store rather than the default ClusterSecretStore "akeyless".
-    pub fn from_store(mut self, kind: &str, name: &str) -> Self {
+    pub fn reading_from(mut self, kind: &str, name: &str) -> Self {
         self.0["spec"]["secretStoreRef"] = json!({"kind": kind, "name": name});
         self
     }

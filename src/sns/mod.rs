@@ -1,0 +1,413 @@
+//! AWS SNS over HTTP(S): every SNS message's signature is checked before it is read, a
+//! SubscriptionConfirmation is confirmed by fetching its SubscribeURL, and an
+//! UnsubscribeConfirmation is acknowledged. Parsing, the canonical string, the signature check
+//! and the URL rule are pure ([`message`], [`signature`], [`trust`]); [`SnsGate`] adds the
+//! fetching and the certificate cache.
+
+pub mod message;
+pub mod signature;
+pub mod trust;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_json::{Value, json};
+
+use message::{MessageType, SnsMessage};
+use signature::{Signed, SigningKey};
+
+/// Signing certificates remembered, by URL. SNS signs with one certificate per region at a
+/// time, so a handful covers every topic.
+const CACHED_CERTIFICATES: usize = 16;
+/// A signing certificate is a couple of kilobytes; refuse to read much more.
+const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an SNS message was refused or could not be handled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnsError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("SNS signature check failed: {0}")]
+    Signature(String),
+    #[error("{field} {url:?} is not trusted: {reason}")]
+    UntrustedUrl {
+        field: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error("messages from topic {0} are not accepted (AWS_SNS_TOPIC_ARNS)")]
+    TopicNotAllowed(String),
+    /// The cause is logged where it happens; the answer stays generic.
+    #[error("the SNS signing certificate could not be fetched; retry later")]
+    CertificateUnavailable,
+    #[error("confirming the SNS subscription failed; retry later")]
+    ConfirmationFailed,
+}
+
+/// What the SNS support does; from the `AWS_SNS_*` variables and `AWS_ENDPOINT_URL_SNS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsSettings {
+    /// Check every SNS message's signature.
+    pub verify_signatures: bool,
+    /// Confirm subscriptions by fetching their SubscribeURL (otherwise it is logged).
+    pub confirm_subscriptions: bool,
+    /// Topics whose messages are accepted; empty accepts every topic.
+    pub topic_arns: Vec<String>,
+    /// A custom SNS endpoint (LocalStack, a test server) trusted besides SNS's own.
+    pub endpoint: Option<Url>,
+}
+
+impl Default for SnsSettings {
+    fn default() -> Self {
+        SnsSettings {
+            verify_signatures: true,
+            confirm_subscriptions: true,
+            topic_arns: Vec::new(),
+            endpoint: None,
+        }
+    }
+}
+
+/// Checks SNS messages and confirms subscriptions: the HTTP client, the certificate cache and
+/// the settings.
+pub struct SnsGate {
+    settings: SnsSettings,
+    /// Built at the first SNS message, so that a service that never gets one never loads the
+    /// system's CA certificates (and does not need any to start).
+    http: OnceLock<Result<reqwest::Client, String>>,
+    certificates: Mutex<CertificateCache>,
+}
+
+impl SnsGate {
+    pub fn new(settings: SnsSettings) -> SnsGate {
+        SnsGate {
+            settings,
+            http: OnceLock::new(),
+            certificates: Mutex::new(CertificateCache::default()),
+        }
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                // reqwest is built without a default crypto provider; use ring, as the server
+                // does. (Installing fails harmlessly when one is installed already.)
+                if rustls::crypto::CryptoProvider::get_default().is_none() {
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                }
+                reqwest::Client::builder()
+                    .timeout(FETCH_TIMEOUT)
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    // A trusted host must not send us anywhere else.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Checks `body` if it is an SNS message (`announced` is its `x-amz-sns-message-type`
+    /// header). A confirmation is answered here: `Some(reply)`. `None` means the body is to be
+    /// read as usual: it is not SNS, or a Notification that passed, or a
+    /// SubscriptionConfirmation to be logged because confirming is turned off.
+    pub async fn screen(
+        &self,
+        body: &[u8],
+        announced: Option<&str>,
+    ) -> Result<Option<Value>, SnsError> {
+        // Only a body that must be signed has to be an SNS envelope: unverified, a raw
+        // message delivery is read like any other body.
+        let announced = announced.filter(|_| self.settings.verify_signatures);
+        let Some(message) = SnsMessage::read(body, announced)? else {
+            return Ok(None);
+        };
+        if self.settings.verify_signatures {
+            self.verify(&message).await?;
+        }
+        let topic = message.required("TopicArn")?;
+        if !self.settings.topic_arns.is_empty()
+            && !self.settings.topic_arns.iter().any(|t| t == topic)
+        {
+            return Err(SnsError::TopicNotAllowed(topic.to_owned()));
+        }
+        match message.kind {
+            MessageType::Notification => Ok(None),
+            MessageType::UnsubscribeConfirmation => {
+                tracing::info!(topic_arn = topic, "SNS subscription ended");
+                Ok(Some(json!({
+                    "unsubscribeConfirmation": "acknowledged; nothing to do",
+                    "topicArn": topic,
+                })))
+            }
+            MessageType::SubscriptionConfirmation if self.settings.confirm_subscriptions => {
+                self.confirm(&message, topic).await.map(Some)
+            }
+            MessageType::SubscriptionConfirmation => Ok(None),
+        }
+    }
+
+    async fn verify(&self, message: &SnsMessage) -> Result<(), SnsError> {
+        let signed = Signed::read(message)?;
+        let url = trust::trusted_url(
+            "SigningCertURL",
+            message.required("SigningCertURL")?,
+            self.settings.endpoint.as_ref(),
+        )?;
+        let key = self.signing_key(&url).await?;
+        key.verify(&signed, chrono::Utc::now().timestamp())
+    }
+
+    async fn signing_key(&self, url: &Url) -> Result<Arc<SigningKey>, SnsError> {
+        if let Some(key) = self.cache().get(url.as_str()) {
+            return Ok(key);
+        }
+        let pem = self.fetch(url).await.map_err(|cause| {
+            tracing::warn!(url = %url, error = %cause, "fetching the SNS signing certificate failed");
+            SnsError::CertificateUnavailable
+        })?;
+        let key = SigningKey::from_pem(&pem).map_err(|cause| {
+            tracing::warn!(url = %url, error = %cause, "the SNS signing certificate is not usable");
+            SnsError::CertificateUnavailable
+        })?;
+        let key = Arc::new(key);
+        self.cache().insert(url.as_str(), key.clone());
+        Ok(key)
+    }
+
+    async fn fetch(&self, url: &Url) -> Result<Vec<u8>, String> {
+        let response = self
+            .http()?
+            .get(url.clone())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?;
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_CERTIFICATE_BYTES as u64)
+        {
+            return Err("the response is too large for a certificate".into());
+        }
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        if body.len() > MAX_CERTIFICATE_BYTES {
+            return Err("the response is too large for a certificate".into());
+        }
+        Ok(body.to_vec())
+    }
+
+    async fn confirm(&self, message: &SnsMessage, topic: &str) -> Result<Value, SnsError> {
+        let url = trust::trusted_url(
+            "SubscribeURL",
+            message.required("SubscribeURL")?,
+            self.settings.endpoint.as_ref(),
+        )?;
+        let failed = |cause: String| {
+            tracing::warn!(topic_arn = topic, error = %cause, "confirming the SNS subscription failed");
+            SnsError::ConfirmationFailed
+        };
+        let answer = self
+            .http()
+            .map_err(failed)?
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| failed(e.to_string()))?
+            .text()
+            .await
+            .unwrap_or_default();
+        let subscription = subscription_arn(&answer);
+        tracing::info!(
+            topic_arn = topic,
+            subscription_arn = subscription.unwrap_or("-"),
+            "SNS subscription confirmed"
+        );
+        let mut reply = json!({"subscriptionConfirmation": "confirmed", "topicArn": topic});
+        if let Some(subscription) = subscription {
+            reply["subscriptionArn"] = json!(subscription);
+        }
+        Ok(reply)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, CertificateCache> {
+        // The cache holds no invariant a panic could break; keep using it.
+        self.certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The SubscriptionArn in SNS's ConfirmSubscription answer (a small XML document).
+fn subscription_arn(answer: &str) -> Option<&str> {
+    let start = answer.find("<SubscriptionArn>")? + "<SubscriptionArn>".len();
+    let length = answer[start..].find("</SubscriptionArn>")?;
+    Some(answer[start..start + length].trim()).filter(|arn| !arn.is_empty())
+}
+
+/// Signing keys by certificate URL, the oldest dropped first when full.
+#[derive(Default)]
+struct CertificateCache {
+    keys: HashMap<String, Arc<SigningKey>>,
+    order: VecDeque<String>,
+}
+
+impl CertificateCache {
+    fn get(&self, url: &str) -> Option<Arc<SigningKey>> {
+        self.keys.get(url).cloned()
+    }
+
+    fn insert(&mut self, url: &str, key: Arc<SigningKey>) {
+        if self.keys.insert(url.to_owned(), key).is_some() {
+            return;
+        }
+        self.order.push_back(url.to_owned());
+        while self.order.len() > CACHED_CERTIFICATES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.keys.remove(&oldest);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_cache_is_bounded() {
+        let key = Arc::new(
+            SigningKey::from_pem(&signature::tests::sns_fixture("signing-cert.pem")).unwrap(),
+        );
+        let mut cache = CertificateCache::default();
+        for i in 0..CACHED_CERTIFICATES + 3 {
+            cache.insert(
+                &format!("https://sns.eu-west-1.amazonaws.com/{i}.pem"),
+                key.clone(),
+            );
+        }
+        cache.insert("https://sns.eu-west-1.amazonaws.com/5.pem", key.clone());
+        assert_eq!(cache.keys.len(), CACHED_CERTIFICATES);
+        assert_eq!(cache.order.len(), CACHED_CERTIFICATES);
+        assert!(
+            cache
+                .get("https://sns.eu-west-1.amazonaws.com/0.pem")
+                .is_none()
+        );
+        assert!(
+            cache
+                .get("https://sns.eu-west-1.amazonaws.com/18.pem")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn subscription_arns_are_read_from_the_answer() {
+        let answer = "<ConfirmSubscriptionResponse><ConfirmSubscriptionResult>\n<SubscriptionArn>arn:aws:sns:eu-west-1:1:t:abc</SubscriptionArn>\n</ConfirmSubscriptionResult></ConfirmSubscriptionResponse>";
+        assert_eq!(
+            subscription_arn(answer),
+            Some("arn:aws:sns:eu-west-1:1:t:abc")
+        );
+        assert_eq!(subscription_arn("<html>"), None);
+        assert_eq!(
+            subscription_arn("<SubscriptionArn></SubscriptionArn>"),
+            None
+        );
+    }
+
+    fn gate(settings: SnsSettings) -> SnsGate {
+        SnsGate::new(settings)
+    }
+
+    #[tokio::test]
+    async fn untrusted_certificate_and_subscribe_urls_are_refused_without_fetching() {
+        let mut message = signature::tests::signed(serde_json::json!({
+            "Type": "SubscriptionConfirmation", "MessageId": "m", "Token": "t",
+            "TopicArn": "arn:aws:sns:eu-west-1:1:t", "Message": "m",
+            "Timestamp": "2026-11-20T10:00:00.000Z",
+            "SubscribeURL": "https://sns.evil.com/?Action=ConfirmSubscription",
+            "SigningCertURL": "http://sns.eu-west-1.amazonaws.com/cert.pem"}));
+        let err = gate(SnsSettings::default())
+            .screen(message.to_string().as_bytes(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                SnsError::UntrustedUrl {
+                    field: "SigningCertURL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Unverified, the SubscribeURL is still held to the same rule.
+        let unverified = SnsSettings {
+            verify_signatures: false,
+            ..SnsSettings::default()
+        };
+        let err = gate(unverified.clone())
+            .screen(message.to_string().as_bytes(), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                SnsError::UntrustedUrl {
+                    field: "SubscribeURL",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        message["TopicArn"] = serde_json::json!("arn:aws:sns:eu-west-1:1:other");
+        let limited = SnsSettings {
+            topic_arns: vec!["arn:aws:sns:eu-west-1:1:t".into()],
+            ..unverified
+        };
+        let err = gate(limited)
+            .screen(message.to_string().as_bytes(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SnsError::TopicNotAllowed("arn:aws:sns:eu-west-1:1:other".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn raw_message_delivery_is_refused_unless_unverified() {
+        let raw = br#"{"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": {}}"#;
+        let err = gate(SnsSettings::default())
+            .screen(raw, Some("Notification"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("raw message delivery"), "{err}");
+        let unverified = SnsSettings {
+            verify_signatures: false,
+            ..SnsSettings::default()
+        };
+        assert_eq!(
+            gate(unverified).screen(raw, Some("Notification")).await,
+            Ok(None)
+        );
+    }
+
+    #[tokio::test]
+    async fn other_bodies_pass_through_and_unsigned_sns_messages_do_not() {
+        let gate = gate(SnsSettings::default());
+        assert_eq!(
+            gate.screen(br#"{"source": "aws.secretsmanager"}"#, None)
+                .await,
+            Ok(None)
+        );
+        let unsigned = br#"{"Type": "Notification", "MessageId": "m", "TopicArn": "t", "Message": "{}", "Timestamp": "t",
+            "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/c.pem"}"#;
+        let err = gate.screen(unsigned, None).await.unwrap_err();
+        assert!(matches!(err, SnsError::Signature(_)), "{err}");
+    }
+}
