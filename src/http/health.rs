@@ -12,8 +12,12 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let index = &state.refresher.index;
     if index.is_ready() {
-        let count = index.read(|index| index.len());
-        HttpResponse::Ok().json(json!({"status": "ready", "externalSecrets": count}))
+        let (count, stores) = index.read(|index| (index.len(), index.store_count()));
+        HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "externalSecrets": count,
+            "secretStores": stores,
+        }))
     } else if index.is_synced() {
         HttpResponse::ServiceUnavailable().json(json!({"status": "watch failing"}))
     } else {

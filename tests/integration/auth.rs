@@ -57,14 +57,14 @@ async fn expect(
     response
 }
 
-fn unix_seconds() -> u64 {
+pub(crate) fn unix_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
         .as_secs()
 }
 
-fn hex_hmac(secret: &str, message: &[u8]) -> String {
+pub(crate) fn hex_hmac(secret: &str, message: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(message);
     mac.finalize()

@@ -107,6 +107,10 @@ async fn falls_back_to_its_own_namespace_when_cluster_list_is_forbidden() {
     );
     assert!(api.requests().iter().any(|r| r.is_watch()
         && r.path == "/apis/external-secrets.io/v1/namespaces/eso-refresher/externalsecrets"));
+    // ClusterSecretStores cannot be read with Roles: left out, and readiness does not wait.
+    assert!(api.requests().iter().any(|r| r.is_watch()
+        && r.path == "/apis/external-secrets.io/v1/namespaces/eso-refresher/secretstores"));
+    assert_eq!(api.open_watches_of("clustersecretstores"), 0);
 }
 
 #[tokio::test]

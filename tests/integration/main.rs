@@ -10,4 +10,5 @@ mod providers;
 mod refresh;
 mod reliability;
 mod sns;
+mod stores;
 mod support;

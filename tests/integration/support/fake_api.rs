@@ -145,7 +145,8 @@ struct Cluster {
     watchers: Vec<Watcher>,
     requests: Vec<Request>,
     faults: Vec<Fault>,
-    forbid_cluster_list: bool,
+    /// Resources (plural) that may not be listed across namespaces, as with Roles only.
+    forbidden_cluster_lists: Vec<String>,
     next_uid: u64,
     /// Kubernetes Events created (events.k8s.io/v1).
     events: Vec<Value>,
@@ -208,7 +209,7 @@ impl FakeApiServer {
             watchers: Vec::new(),
             requests: Vec::new(),
             faults: Vec::new(),
-            forbid_cluster_list: false,
+            forbidden_cluster_lists: Vec::new(),
             next_uid: 1,
             events: Vec::new(),
             patch_delay: Duration::ZERO,
@@ -382,8 +383,13 @@ impl FakeApiServer {
     }
 
     /// Answers 403 to LIST and WATCH across all namespaces, like a namespaced Role does.
+    /// Grants by Roles only: nothing may be listed across namespaces, ClusterSecretStores
+    /// not at all.
     pub fn forbid_cluster_list(&self) {
-        self.lock().forbid_cluster_list = true;
+        self.lock().forbidden_cluster_lists =
+            ["externalsecrets", "secretstores", "clustersecretstores"]
+                .map(str::to_owned)
+                .to_vec();
     }
 
     /// Ends every open watch, as an API server restart or a load balancer does.
@@ -713,15 +719,17 @@ async fn handle(
     match (method.as_str(), &target.name) {
         ("GET", None) => {
             if target.namespace.is_none()
-                && target.plural == "externalsecrets"
-                && cluster.forbid_cluster_list
+                && cluster.forbidden_cluster_lists.contains(&target.plural)
             {
+                let plural = &target.plural;
                 return error(
                     403,
                     "Forbidden",
-                    "externalsecrets.external-secrets.io is forbidden: \
-                    User \"system:serviceaccount:eso:eso-refresher\" cannot list resource \
-                    \"externalsecrets\" at the cluster scope",
+                    &format!(
+                        "{plural}.external-secrets.io is forbidden: \
+                        User \"system:serviceaccount:eso:eso-refresher\" cannot list resource \
+                        \"{plural}\" at the cluster scope"
+                    ),
                 );
             }
             let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
@@ -1032,7 +1040,7 @@ impl FakeApiServer {
                     if target.name.is_none()
                         && !is_watch
                         && no_faults
-                        && !state.forbid_cluster_list =>
+                        && state.forbidden_cluster_lists.is_empty() =>
                 {
                     Some(Self::bench_list(state, target, &query))
                 }
