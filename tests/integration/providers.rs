@@ -13,33 +13,8 @@ fn fixture(name: &str) -> String {
 }
 
 async fn post(app: &TestApp, path: &str, body: String) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}{path}", app.url))
-        .basic_auth(USER, Some(PASSWORD))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn refreshed(report: &Value) -> Vec<String> {
-    report["refreshed"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .map(|t| {
-                    format!(
-                        "{}/{}",
-                        t["namespace"].as_str().unwrap_or("-"),
-                        t["name"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    let request = app.http.post(format!("{}{path}", app.url));
+    send(request.basic_auth(USER, Some(PASSWORD)).body(body)).await
 }
 
 /// Stores of several providers, each in a namespace of its own, and ExternalSecrets naming

@@ -7,20 +7,6 @@ use serde_json::{Value, json};
 use crate::auth::{hex_hmac, unix_seconds};
 use crate::support::*;
 
-fn refreshed(report: &Value) -> Vec<String> {
-    let mut names: Vec<String> = report["refreshed"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| {
-            let namespace = t["namespace"].as_str().unwrap_or("-");
-            format!("{namespace}/{}", t["name"].as_str().unwrap_or_default())
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 fn doppler(project: &str, config: &str) -> Value {
     let mut doppler =
         json!({"auth": {"secretRef": {"dopplerToken": {"name": "doppler", "key": "token"}}}});
@@ -100,19 +86,9 @@ async fn post_doppler(app: &TestApp, project: &str, config: &str, secret: &str) 
         "config": {"name": config, "environment": config, "project": project},
         "project": {"id": project, "name": project}})
     .to_string();
-    let response = app
-        .http
-        .post(format!("{}/webhook/doppler", app.url))
-        .header(
-            "X-Doppler-Signature",
-            format!("sha256={}", hex_hmac(secret, body.as_bytes())),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let signature = format!("sha256={}", hex_hmac(secret, body.as_bytes()));
+    let request = app.http.post(format!("{}/webhook/doppler", app.url));
+    send(request.header("X-Doppler-Signature", signature).body(body)).await
 }
 
 async fn post_infisical(app: &TestApp, environment: &str, path: &str) -> (u16, Value) {
@@ -122,16 +98,9 @@ async fn post_infisical(app: &TestApp, environment: &str, path: &str) -> (u16, V
         "timestamp": millis})
     .to_string();
     let signature = hex_hmac("inf-secret", body.as_bytes());
-    let response = app
-        .http
-        .post(format!("{}/webhook/infisical", app.url))
-        .header("x-infisical-signature", format!("t={millis};{signature}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let request = app.http.post(format!("{}/webhook/infisical", app.url));
+    let header = format!("t={millis};{signature}");
+    send(request.header("x-infisical-signature", header).body(body)).await
 }
 
 #[tokio::test]
@@ -210,15 +179,9 @@ async fn stores_are_followed_through_the_watch() {
         let body = aws_event(name).to_string();
         let app = &app;
         async move {
-            let response = app
-                .http
-                .post(format!("{}/webhook/aws", app.url))
-                .basic_auth(USER, Some(PASSWORD))
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            refreshed(&response.json().await.unwrap())
+            let request = app.http.post(format!("{}/webhook/aws", app.url));
+            let (_, report) = send(request.basic_auth(USER, Some(PASSWORD)).body(body)).await;
+            refreshed(&report)
         }
     };
     assert_eq!(

@@ -233,6 +233,24 @@ impl ExternalSecretBuilder {
     }
 }
 
+/// Sends a request; its status and JSON body (null if it has none).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The `namespace/name` of each ExternalSecret a report says was refreshed, in its order.
+pub fn refreshed(report: &Value) -> Vec<String> {
+    let targets = report["refreshed"].as_array().into_iter().flatten();
+    targets
+        .map(|t| {
+            let namespace = t["namespace"].as_str().unwrap_or("-");
+            format!("{namespace}/{}", t["name"].as_str().unwrap_or_default())
+        })
+        .collect()
+}
+
 /// A SecretStore (`namespace: Some`) or ClusterSecretStore with this `spec.provider`.
 pub fn secret_store(namespace: Option<&str>, name: &str, provider: Value) -> Value {
     let kind = if namespace.is_some() {
