@@ -150,11 +150,9 @@ pub async fn watch_targets(
             API_TIMEOUT,
             target.api(client).list(&ListParams::default().limit(1)),
         )
-        .await
-        .map_err(|_| Error::Timeout("listing secret stores"))?;
+        .await;
         match probe {
-            Ok(_) => targets.push(target),
-            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {
+            Ok(Err(kube::Error::Api(status))) if status.code == 403 || status.code == 404 => {
                 tracing::warn!(
                     kind = target.resource.kind,
                     scope = scope_name(&target.scope),
@@ -162,7 +160,8 @@ pub async fn watch_targets(
                     "cannot list these stores; ExternalSecrets reading from them match changes from any provider"
                 );
             }
-            Err(other) => return Err(Error::Kube(other)),
+            // Listed, or failing for now: the watch retries with backoff.
+            _ => targets.push(target),
         }
     }
     Ok(targets)

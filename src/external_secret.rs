@@ -60,6 +60,9 @@ impl SkipReason {
 pub struct RemoteKey {
     /// Normalized.
     pub key: String,
+    /// As the ExternalSecret writes it: providers build paths from it (an AWS `prefix` is
+    /// prepended to it, an Infisical key that starts with `/` names its own folder).
+    pub written: String,
     /// `None` when the ExternalSecret names no store (ESO refuses it; any change may concern it).
     pub store: Option<StoreId>,
 }
@@ -244,12 +247,16 @@ impl IndexedSecret {
             };
         let mut keys: Vec<RemoteKey> = Vec::new();
         let mut add_key = |key: Option<&str>, store: Option<StoreId>| {
-            if let Some(key) = key.map(normalize_key).filter(|k| !k.is_empty()) {
+            if let Some(written) = key.filter(|k| !normalize_key(k).is_empty()) {
                 let key = RemoteKey {
-                    key: key.to_owned(),
+                    key: normalize_key(written).to_owned(),
+                    written: written.to_owned(),
                     store,
                 };
-                if !keys.contains(&key) {
+                if !keys
+                    .iter()
+                    .any(|k| k.key == key.key && k.store == key.store)
+                {
                     keys.push(key);
                 }
             }
@@ -322,6 +329,7 @@ impl IndexedSecret {
                 .iter()
                 .map(|k| RemoteKey {
                     key: normalize_key(k).to_owned(),
+                    written: (*k).to_owned(),
                     store: None,
                 })
                 .collect(),

@@ -56,13 +56,11 @@ impl RefreshIndex {
         self.delete(&secret.id);
         let mut spellings: Vec<String> = Vec::new();
         for remote in &secret.keys {
-            let canonical = self.backend(remote).map(|b| b.canonical_key(&remote.key));
-            for key in [Some(remote.key.as_str()), canonical.as_deref()]
-                .into_iter()
-                .flatten()
-            {
-                if !spellings.iter().any(|s| s == key) {
-                    spellings.push(key.to_owned());
+            let provider = self.backend(remote).map(|b| b.spellings(remote));
+            let all = std::iter::once(remote.key.clone()).chain(provider.into_iter().flatten());
+            for key in all {
+                if !spellings.contains(&key) {
+                    spellings.push(key);
                 }
             }
         }
@@ -283,15 +281,14 @@ impl RefreshIndex {
     ) -> bool {
         let by_key = secret.keys.iter().any(|remote| {
             let written = spellings.contains(&remote.key.as_str());
+            let spelled = |backend: &Backend| {
+                let names = backend.spellings(remote);
+                names.iter().any(|name| spellings.contains(&name.as_str()))
+            };
             match (self.backend(remote), origin) {
                 (None, _) => written,
-                (Some(backend), None) => {
-                    written || spellings.contains(&&*backend.canonical_key(&remote.key))
-                }
-                (Some(backend), Some(origin)) => {
-                    backend.accepts(origin)
-                        && spellings.contains(&&*backend.canonical_key(&remote.key))
-                }
+                (Some(backend), None) => written || spelled(backend),
+                (Some(backend), Some(origin)) => backend.accepts(origin) && spelled(backend),
             }
         });
         by_key
@@ -305,16 +302,27 @@ impl RefreshIndex {
             })
     }
 
-    /// Every ExternalSecret reading from a store in the scope a change names.
+    /// Every ExternalSecret reading from a store in the scope a change names, or a key in
+    /// it; and, as for keys, those reading from a store not (yet) known.
     fn lookup_scope(&self, origin: &Origin) -> Vec<Arc<IndexedSecret>> {
-        let mut found: Vec<Arc<IndexedSecret>> = self
-            .stores
-            .iter()
-            .filter(|(_, backend)| backend.in_scope(origin))
-            .filter_map(|(id, _)| self.readers.get(id))
-            .flatten()
-            .filter_map(|id| self.secrets.get(id).cloned())
-            .collect();
+        let mut found: Vec<Arc<IndexedSecret>> = Vec::new();
+        for (store, readers) in &self.readers {
+            let backend = self.stores.get(store);
+            let whole = backend.is_none_or(|b| b.in_scope(origin));
+            for secret in readers.iter().filter_map(|id| self.secrets.get(id)) {
+                let concerned = whole
+                    || backend.is_some_and(|b| {
+                        let via_store = secret
+                            .keys
+                            .iter()
+                            .filter(|k| k.store.as_ref() == Some(store));
+                        via_store.into_iter().any(|key| b.key_in_scope(key, origin))
+                    });
+                if concerned {
+                    found.push(secret.clone());
+                }
+            }
+        }
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found.dedup_by(|a, b| a.id == b.id);
         found
@@ -683,6 +691,7 @@ mod tests {
         let mut both = reading("a", "both", "X", &prd);
         both.keys.push(RemoteKey {
             key: "Y".into(),
+            written: "Y".into(),
             store: Some(stg.clone()),
         });
         index.apply(both);

@@ -105,6 +105,7 @@ mod tests {
         let mut both = secret("a", "both", "k1");
         both.keys.push(crate::external_secret::RemoteKey {
             key: "k2".into(),
+            written: "k2".into(),
             store: None,
         });
         index.apply(both);

@@ -219,11 +219,18 @@ impl Refresher {
             (&a.target.namespace, &a.target.name).cmp(&(&b.target.namespace, &b.target.name))
         });
 
-        // An event is done when none of the patches it asked for failed.
+        // An event is done when none of the patches it asked for failed, and none was left to
+        // a caller that may refresh other namespaces.
+        let not_permitted = report
+            .skipped
+            .iter()
+            .filter(|s| s.code == crate::namespace_limit::NOT_PERMITTED)
+            .flat_map(|s| s.keys.iter().map(String::as_str));
         let failed_keys: HashSet<&str> = report
             .failed
             .iter()
             .flat_map(|f| f.target.keys.iter().map(String::as_str))
+            .chain(not_permitted)
             .collect();
         for change in changes {
             if let Some(id) = &change.event_id

@@ -2,7 +2,6 @@
 //! and how that provider spells a key it is given. Pure: the watch feeds objects in, the index
 //! asks whether a change concerns a store.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use serde_json::Value;
 
 use crate::events::Origin;
 use crate::events::providers::aws_secret_name;
-use crate::external_secret::normalize_key;
+use crate::external_secret::{RemoteKey, normalize_key};
 
 /// A SecretStore (in a namespace) or a ClusterSecretStore (`namespace: None`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +111,39 @@ fn folder(path: &str) -> String {
     format!("/{}", path.trim_matches('/'))
 }
 
+fn folder_of(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// `S` of `projects/P/secrets/S[/versions/V]` or `projects/P/locations/L/secrets/S[/…]`.
+pub fn gcp_secret_name(name: &str) -> Option<&str> {
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        ["projects", _, "secrets", secret, ..]
+        | ["projects", _, "locations", _, "secrets", secret, ..] => Some(secret),
+        _ => None,
+    }
+}
+
+/// The secret a Vault store reads for `key`, as `<mount>/<path>` without KV v2's `data/`
+/// segment, the way ESO builds it: a key that starts with the store's mount has it cut (and,
+/// on KV v2, a `data/` after it); any other key is under the mount as written. Without a
+/// mount in the store the key is the whole path, with `data/` after its mount on KV v2.
+fn vault_path(mount: Option<&str>, kv_v1: bool, key: &str) -> String {
+    match mount.filter(|m| !m.is_empty()) {
+        Some(mount) => {
+            let rest = match key.strip_prefix(&format!("{mount}/")) {
+                Some(rest) if !kv_v1 => rest.strip_prefix("data/").unwrap_or(rest),
+                Some(rest) => rest,
+                None => key,
+            };
+            format!("{mount}/{rest}")
+        }
+        None if !kv_v1 => key.replacen("/data/", "/", 1),
+        None => key.to_owned(),
+    }
+}
+
 impl Backend {
     /// Reads `spec.provider` of a SecretStore or ClusterSecretStore.
     pub fn from_object(object: &DynamicObject) -> Backend {
@@ -152,41 +184,46 @@ impl Backend {
         }
     }
 
-    /// How the provider names the secret an ExternalSecret asks for with `key` (normalized):
-    /// the spelling its change events use.
-    pub fn canonical_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+    /// How the provider names the secret an ExternalSecret asks for with `key`: the spellings
+    /// its change events use, normalized.
+    pub fn spellings(&self, key: &RemoteKey) -> Vec<String> {
+        let normalized = |k: &str| normalize_key(k).to_owned();
         match self {
-            Backend::Aws { .. } if key.starts_with("arn:") => Cow::Owned(aws_secret_name(key)),
-            Backend::Aws { prefix, .. } if !prefix.is_empty() => {
-                Cow::Owned(normalize_key(&format!("{prefix}{key}")).to_owned())
-            }
-            Backend::Gcp { .. } => match key.split('/').collect::<Vec<_>>().as_slice() {
-                ["projects", _, "secrets", name, ..] => Cow::Owned((*name).to_owned()),
-                _ => Cow::Borrowed(key),
-            },
-            Backend::Azure { .. } => Cow::Borrowed(key.strip_prefix("secret/").unwrap_or(key)),
-            Backend::Vault { mount, kv_v1 } => {
-                let full = match mount {
-                    Some(mount) if !mount.is_empty() && !key.starts_with(&format!("{mount}/")) => {
-                        Cow::Owned(format!("{mount}/{key}"))
-                    }
-                    _ => Cow::Borrowed(key),
-                };
-                if *kv_v1 {
-                    return full;
+            Backend::Aws { .. } if key.key.starts_with("arn:") => {
+                // A full ARN ends in six random characters, a partial one does not; which
+                // this is cannot be told from the text, so both names are kept.
+                let name = key.key.splitn(7, ':').nth(6).unwrap_or(&key.key);
+                let mut names = vec![aws_secret_name(&key.key)];
+                if names[0] != name {
+                    names.push(name.to_owned());
                 }
-                // KV v2 reads `<mount>/data/<path>`; events and ESO keys may name it either way.
-                let mount_len = match mount {
-                    Some(mount) if full.starts_with(&format!("{mount}/")) => mount.len(),
-                    _ => full.find('/').unwrap_or(full.len()),
-                };
-                match full[mount_len..].strip_prefix("/data/") {
-                    Some(rest) => Cow::Owned(format!("{}/{rest}", &full[..mount_len])),
-                    None => full,
-                }
+                names
             }
-            _ => Cow::Borrowed(key),
+            // ESO prepends the prefix to the key exactly as written.
+            Backend::Aws { prefix, .. } => vec![normalized(&format!("{prefix}{}", key.written))],
+            Backend::Gcp { .. } => vec![gcp_secret_name(&key.key).unwrap_or(&key.key).to_owned()],
+            Backend::Azure { .. } => {
+                vec![
+                    key.key
+                        .strip_prefix("secret/")
+                        .unwrap_or(&key.key)
+                        .to_owned(),
+                ]
+            }
+            Backend::Vault { mount, kv_v1 } => vec![vault_path(mount.as_deref(), *kv_v1, &key.key)],
+            _ => vec![key.key.clone()],
         }
+    }
+
+    /// The Infisical folder a key is read from: a key with slashes names its folder, absolute
+    /// or under the store's path; a bare name is in the store's path.
+    fn infisical_folder(path: &str, written: &str) -> Option<String> {
+        let (folder, _) = written.rsplit_once('/')?;
+        Some(if written.starts_with('/') {
+            folder_of(folder)
+        } else {
+            folder_of(&format!("{path}/{folder}"))
+        })
     }
 
     /// Whether a change from `origin` can concern this store: the same provider, and the same
@@ -250,6 +287,26 @@ impl Backend {
                 let changed = folder(changed);
                 let under = path == "/" || changed.starts_with(&format!("{path}/"));
                 same(environment, e) && (*path == changed || (*recursive && under))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a key read through this store is in the scope a change names, though the
+    /// store's own scope is not: an Infisical key with slashes names its own folder.
+    pub fn key_in_scope(&self, key: &RemoteKey, origin: &Origin) -> bool {
+        match (self, origin) {
+            (
+                Backend::Infisical {
+                    environment, path, ..
+                },
+                Origin::Infisical {
+                    environment: e,
+                    path: changed,
+                },
+            ) => {
+                environment.as_deref().is_none_or(|ours| ours == e)
+                    && Self::infisical_folder(path, &key.written) == Some(folder_of(changed))
             }
             _ => false,
         }
@@ -318,33 +375,94 @@ mod tests {
         assert_eq!(backend(json!(null)), Backend::Other(String::new()));
     }
 
+    /// The spellings of `key` (as written in an ExternalSecret) through `store`.
+    fn spelled(store: &Backend, key: &str) -> Vec<String> {
+        store.spellings(&RemoteKey {
+            key: normalize_key(key).to_owned(),
+            written: key.to_owned(),
+            store: None,
+        })
+    }
+
     #[test]
-    fn canonical_keys_follow_each_providers_rules() {
+    fn keys_are_spelled_by_each_providers_rules() {
         let aws = backend(
             json!({"aws": {"service": "SecretsManager", "region": "r", "prefix": "prod/"}}),
         );
-        assert_eq!(aws.canonical_key("db"), "prod/db");
+        assert_eq!(spelled(&aws, "db"), ["prod/db"]);
+        let joined = backend(
+            json!({"aws": {"service": "SecretsManager", "region": "r", "prefix": "team-a"}}),
+        );
         assert_eq!(
-            aws.canonical_key("arn:aws:secretsmanager:r:1:secret:other/db-Ab12Cd"),
-            "other/db"
+            spelled(&joined, "/db"),
+            ["team-a/db"],
+            "the prefix meets the key as written"
+        );
+        assert_eq!(
+            spelled(&aws, "arn:aws:secretsmanager:r:1:secret:other/db-Ab12Cd"),
+            ["other/db", "other/db-Ab12Cd"]
+        );
+        assert_eq!(
+            spelled(&aws, "arn:aws:secretsmanager:r:1:secret:app/api-tokens"),
+            ["app/api", "app/api-tokens"],
+            "a partial ARN keeps its whole name too"
         );
         let vault = backend(json!({"vault": {"server": "s", "path": "secret"}}));
-        assert_eq!(vault.canonical_key("prod/db"), "secret/prod/db");
-        assert_eq!(vault.canonical_key("secret/prod/db"), "secret/prod/db");
-        assert_eq!(vault.canonical_key("secret/data/prod/db"), "secret/prod/db");
+        assert_eq!(spelled(&vault, "prod/db"), ["secret/prod/db"]);
+        assert_eq!(spelled(&vault, "secret/prod/db"), ["secret/prod/db"]);
+        assert_eq!(spelled(&vault, "secret/data/prod/db"), ["secret/prod/db"]);
+        assert_eq!(
+            spelled(&vault, "data/app"),
+            ["secret/data/app"],
+            "ESO reads secret/data/data/app: the logical secret data/app"
+        );
         let no_mount = backend(json!({"vault": {"server": "s"}}));
-        assert_eq!(no_mount.canonical_key("kv/data/prod/db"), "kv/prod/db");
+        assert_eq!(spelled(&no_mount, "kv/data/prod/db"), ["kv/prod/db"]);
+        assert_eq!(spelled(&no_mount, "kv/prod/db"), ["kv/prod/db"]);
         let v1 = backend(json!({"vault": {"server": "s", "path": "kv", "version": "v1"}}));
-        assert_eq!(v1.canonical_key("data/x"), "kv/data/x");
+        assert_eq!(spelled(&v1, "data/x"), ["kv/data/x"]);
+        assert_eq!(spelled(&v1, "kv/data/x"), ["kv/data/x"]);
         let azure = backend(json!({"azurekv": {"vaultUrl": "https://v.vault.azure.net"}}));
-        assert_eq!(azure.canonical_key("secret/db"), "db");
-        assert_eq!(azure.canonical_key("cert/tls"), "cert/tls");
+        assert_eq!(spelled(&azure, "secret/db"), ["db"]);
+        assert_eq!(spelled(&azure, "cert/tls"), ["cert/tls"]);
         let gcp = backend(json!({"gcpsm": {"projectID": "p"}}));
         assert_eq!(
-            gcp.canonical_key("projects/p/secrets/db/versions/latest"),
-            "db"
+            spelled(&gcp, "projects/p/secrets/db/versions/latest"),
+            ["db"]
         );
-        assert_eq!(Backend::Akeyless.canonical_key("x/y"), "x/y");
+        assert_eq!(spelled(&gcp, "projects/p/locations/eu/secrets/db"), ["db"]);
+        assert_eq!(spelled(&Backend::Akeyless, "/x/y"), ["x/y"]);
+    }
+
+    #[test]
+    fn infisical_keys_with_slashes_name_their_folder() {
+        let store = backend(
+            json!({"infisical": {"secretsScope": {"projectSlug": "p", "environmentSlug": "prod", "secretsPath": "/"}}}),
+        );
+        let changed = |path: &str| Origin::Infisical {
+            environment: "prod".into(),
+            path: path.into(),
+        };
+        let key = |written: &str| RemoteKey {
+            key: normalize_key(written).to_owned(),
+            written: written.to_owned(),
+            store: None,
+        };
+        assert!(!store.in_scope(&changed("/app")));
+        assert!(store.key_in_scope(&key("/app/DB_PASS"), &changed("/app")));
+        assert!(store.key_in_scope(&key("app/DB_PASS"), &changed("app/")));
+        assert!(!store.key_in_scope(&key("DB_PASS"), &changed("/app")));
+        let nested = backend(
+            json!({"infisical": {"secretsScope": {"projectSlug": "p", "environmentSlug": "prod", "secretsPath": "/payments"}}}),
+        );
+        assert!(nested.key_in_scope(&key("cards/KEY"), &changed("/payments/cards")));
+        assert!(!nested.key_in_scope(
+            &key("cards/KEY"),
+            &Origin::Infisical {
+                environment: "dev".into(),
+                path: "/payments/cards".into()
+            }
+        ));
     }
 
     #[test]

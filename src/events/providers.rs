@@ -139,6 +139,15 @@ pub fn aws(body: &[u8]) -> Result<Notification, PayloadError> {
         }
         let secret = secret.ok_or_else(|| at("names no secret"))?;
         let name = aws_secret_name(secret);
+        let mut also = vec![secret.to_owned()];
+        // A partial ARN has no random suffix: what looked like one may be part of the name.
+        if let Some(unstripped) = secret
+            .strip_prefix("arn:")
+            .and_then(|_| secret.splitn(7, ':').nth(6))
+            && unstripped != name
+        {
+            also.push(unstripped.to_owned());
+        }
         // The region is in the ARN as well as the envelope.
         let region = text(event, "region")
             .or_else(|| {
@@ -149,7 +158,7 @@ pub fn aws(body: &[u8]) -> Result<Notification, PayloadError> {
             .map(str::to_owned);
         notification.changes.push(change(
             &name,
-            vec![secret.to_owned()],
+            also,
             Some(&event_type),
             id,
             Some(Origin::Aws { region }),
@@ -159,13 +168,26 @@ pub fn aws(body: &[u8]) -> Result<Notification, PayloadError> {
 }
 
 /// The short name, full resource name and project of a GCP secret from
-/// `projects/P/secrets/S[/versions/V]`.
+/// `projects/P/secrets/S[/versions/V]` (or a regional `projects/P/locations/L/secrets/S`).
 fn gcp_names(secret: &str) -> (String, String, Option<String>) {
     let parts: Vec<&str> = secret.split('/').collect();
     match parts.as_slice() {
         ["projects", project, "secrets", name, ..] => (
             name.to_string(),
             format!("projects/{project}/secrets/{name}"),
+            Some(project.to_string()),
+        ),
+        [
+            "projects",
+            project,
+            "locations",
+            location,
+            "secrets",
+            name,
+            ..,
+        ] => (
+            name.to_string(),
+            format!("projects/{project}/locations/{location}/secrets/{name}"),
             Some(project.to_string()),
         ),
         _ => (secret.to_owned(), secret.to_owned(), None),
@@ -304,12 +326,17 @@ pub fn vault(body: &[u8]) -> Result<Notification, PayloadError> {
         .strip_prefix(mount)
         .filter(|_| !mount.is_empty())
         .map(|rest| rest.trim_start_matches('/'))
-        .map(|rest| rest.strip_prefix("data/").unwrap_or(rest))
+        .map(|rest| match event_type.starts_with("kv-v2/") {
+            true => rest.strip_prefix("data/").unwrap_or(rest),
+            false => rest,
+        })
         .unwrap_or(path);
-    let mut also = vec![path.to_owned()];
-    if !mount.is_empty() {
-        also.push(format!("{mount}/{relative}"));
-    }
+    // With the mount known, `<mount>/<path>` is the secret; the raw `<mount>/data/<path>` of
+    // KV v2 would name another one (`data/<path>`) to a store on that mount.
+    let also = match mount.is_empty() {
+        true => vec![path.to_owned()],
+        false => vec![format!("{mount}/{relative}")],
+    };
     let origin = Origin::Vault {
         mount: (!mount.is_empty()).then(|| mount.to_owned()),
     };
@@ -477,13 +504,10 @@ mod tests {
     fn vault_kv_paths() {
         let n = vault(&fixture("vault-kv-v2-event.json")).unwrap();
         assert_eq!(n.changes[0].key, "prod/payments/db-password");
-        assert_eq!(
-            n.changes[0].also,
-            [
-                "secret/data/prod/payments/db-password",
-                "secret/prod/payments/db-password"
-            ]
-        );
+        assert_eq!(n.changes[0].also, ["secret/prod/payments/db-password"]);
+        let v1 = vault(br#"{"data": {"event_type": "kv-v1/write", "event": {"id": "2", "metadata": {"path": "kv/data/x"}}, "plugin_info": {"mount_path": "kv/"}}}"#).unwrap();
+        assert_eq!(v1.changes[0].key, "data/x", "KV v1 has no data/ segment");
+        assert_eq!(v1.changes[0].also, ["kv/data/x"]);
         let deleted = vault(br#"{"data": {"event_type": "kv-v2/delete", "event": {"id": "1", "metadata": {"path": "secret/data/x"}}}}"#).unwrap();
         assert!(deleted.changes.is_empty() && deleted.ignored.len() == 1);
     }

@@ -47,6 +47,7 @@ async fn scoped_cluster(config: Config) -> (FakeApiServer, TestApp) {
         ),
         secret_store(Some("team-b"), "everything", infisical("prod", "/", true)),
         secret_store(Some("team-b"), "dev", infisical("dev", "/payments", false)),
+        secret_store(Some("team-d"), "root", infisical("prod", "/", false)),
         secret_store(
             None,
             "akeyless",
@@ -64,6 +65,12 @@ async fn scoped_cluster(config: Config) -> (FakeApiServer, TestApp) {
         reading("team-b", "everything", "SecretStore", "everything"),
         reading("team-b", "dev", "SecretStore", "dev"),
         reading("team-b", "akeyless", "ClusterSecretStore", "akeyless"),
+        external_secret("team-d", "own-folder")
+            .reading_from("SecretStore", "root")
+            .with_key("/app/DB_PASSWORD")
+            .build(),
+        // Its store does not exist (or cannot be read): any change may concern it.
+        reading("team-e", "unknown-store", "SecretStore", "missing"),
     ] {
         api.apply(object);
     }
@@ -108,10 +115,17 @@ async fn a_doppler_config_change_refreshes_the_readers_of_that_config_only() {
     let (api, app) = scoped_cluster(signed_routes()).await;
     let (status, report) = post_doppler(&app, "payments", "prd", "dp-secret").await;
     assert_eq!(status, 200, "{report}");
-    // A store without project and config reads whatever its token is bound to: it counts.
-    assert_eq!(refreshed(&report), ["team-a/prd", "team-c/token-bound"]);
+    // A store without project and config reads whatever its token is bound to: it counts, as
+    // does a store that is not known.
+    assert_eq!(
+        refreshed(&report),
+        ["team-a/prd", "team-c/token-bound", "team-e/unknown-store"]
+    );
     let (_, report) = post_doppler(&app, "payments", "dev", "dp-secret").await;
-    assert_eq!(refreshed(&report), ["team-c/token-bound"]);
+    assert_eq!(
+        refreshed(&report),
+        ["team-c/token-bound", "team-e/unknown-store"]
+    );
     assert_eq!(report["unmatched"], json!([]));
 
     let before = api.patches().len();
@@ -129,15 +143,28 @@ async fn an_infisical_folder_change_refreshes_the_readers_of_that_folder() {
     let (api, app) = scoped_cluster(signed_routes()).await;
     let (status, report) = post_infisical(&app, "prod", "/payments").await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(refreshed(&report), ["team-b/everything", "team-b/payments"]);
+    let unknown = "team-e/unknown-store";
+    assert_eq!(
+        refreshed(&report),
+        ["team-b/everything", "team-b/payments", unknown]
+    );
     let (_, report) = post_infisical(&app, "prod", "/payments/cards").await;
-    assert_eq!(refreshed(&report), ["team-b/everything"], "recursive only");
+    assert_eq!(
+        refreshed(&report),
+        ["team-b/everything", unknown],
+        "recursive only"
+    );
+    // A key with slashes names its own folder, whatever the store's path.
+    let (_, report) = post_infisical(&app, "prod", "/app").await;
+    assert_eq!(
+        refreshed(&report),
+        ["team-b/everything", "team-d/own-folder", unknown]
+    );
     let (_, report) = post_infisical(&app, "staging", "/payments").await;
-    assert_eq!(refreshed(&report), Vec::<String>::new());
-    assert_eq!(report["unmatched"], json!(["infisical:staging:/payments"]));
+    assert_eq!(refreshed(&report), [unknown]);
     let patched: Vec<String> = api.patches().iter().map(|p| p.path.clone()).collect();
     assert!(
-        patched.iter().all(|p| p.contains("/namespaces/team-b/")),
+        patched.iter().all(|p| !p.contains("/namespaces/team-a/")),
         "{patched:#?}"
     );
 }
@@ -147,11 +174,14 @@ async fn an_akeyless_event_refreshes_only_readers_of_akeyless_stores() {
     let (_api, app) = scoped_cluster(config()).await;
     let (status, report) = app.webhook(&akeyless_events(&["/DB_PASSWORD"])).await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(refreshed(&report), ["team-b/akeyless"]);
+    assert_eq!(
+        refreshed(&report),
+        ["team-b/akeyless", "team-e/unknown-store"]
+    );
     let (_, report) = app.webhook(&json!({"keys": ["DB_PASSWORD"]})).await;
     assert_eq!(
         refreshed(&report).len(),
-        7,
+        8,
         "a generic body names no provider: {report}"
     );
 }
@@ -207,4 +237,46 @@ async fn stores_are_followed_through_the_watch() {
     .await;
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["secretStores"], 0, "{ready}");
+}
+
+#[tokio::test]
+async fn vault_keys_are_read_the_way_eso_builds_their_paths() {
+    let api = FakeApiServer::start().await;
+    let vault = |mount: &str, version: &str| json!({"vault": {"server": "https://vault:8200", "path": mount, "version": version}});
+    api.apply(secret_store(Some("team-a"), "kv2", vault("secret", "v2")));
+    api.apply(secret_store(Some("team-a"), "kv1", vault("legacy", "v1")));
+    for (name, store, key) in [
+        ("app", "kv2", "app"),
+        // ESO reads `secret/data/data/app`: the secret named `data/app`.
+        ("data-app", "kv2", "data/app"),
+        ("legacy", "kv1", "data/x"),
+    ] {
+        api.apply(
+            external_secret("team-a", name)
+                .reading_from("SecretStore", store)
+                .with_key(key)
+                .build(),
+        );
+    }
+    let app = spawn_ready(&api, config()).await;
+    let write = |event_type: &str, mount: &str, path: &str| {
+        json!({"data": {"event_type": event_type,
+            "event": {"id": format!("{event_type}/{path}"), "metadata": {"data_path": path}},
+            "plugin_info": {"mount_path": format!("{mount}/")}}})
+        .to_string()
+    };
+    let post = |body: String| {
+        let request = app.http.post(format!("{}/webhook/vault", app.url));
+        send(request.basic_auth(USER, Some(PASSWORD)).body(body))
+    };
+    let (_, report) = post(write("kv-v2/data-write", "secret", "secret/data/app")).await;
+    assert_eq!(refreshed(&report), ["team-a/app"]);
+    let (_, report) = post(write("kv-v2/data-write", "secret", "secret/data/data/app")).await;
+    assert_eq!(refreshed(&report), ["team-a/data-app"]);
+    let (_, report) = post(write("kv-v1/write", "legacy", "legacy/data/x")).await;
+    assert_eq!(
+        refreshed(&report),
+        ["team-a/legacy"],
+        "KV v1 has no data/ segment"
+    );
 }

@@ -323,7 +323,8 @@ mod tests {
     }
 
     /// Refetches may happen every 200 ms, so that the tests wait for real, briefly.
-    const REFETCH: Duration = Duration::from_millis(200);
+    /// Long enough for the checks made within one interval, on a loaded machine.
+    const REFETCH: Duration = Duration::from_secs(1);
 
     fn tokens(url: &str, ttl: Duration) -> JwksTokens {
         let mut tokens = JwksTokens::new(&JwksSettings {
@@ -433,13 +434,13 @@ mod tests {
     async fn the_cache_expires_after_its_ttl() {
         let signer = Signer::rsa("rsa-signing.pem", "k");
         let server = KeyServer::start(json!([signer.jwk()])).await;
-        let tokens = tokens(&server.url, Duration::from_millis(600));
+        let tokens = tokens(&server.url, REFETCH + Duration::from_millis(500));
         let token = signer.token(claims(json!({})));
         assert_eq!(verify(&tokens, &token).await, Ok(()));
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(verify(&tokens, &token).await, Ok(()));
         assert_eq!(server.fetches(), 1);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(REFETCH + Duration::from_millis(300)).await;
         assert_eq!(verify(&tokens, &token).await, Ok(()));
         assert_eq!(server.fetches(), 2);
     }
