@@ -100,14 +100,16 @@ mod tests {
     }
 
     #[test]
-    fn loads_only_external_secrets_from_the_examples() {
+    fn loads_only_external_secrets_and_stores_from_the_examples() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/manifests");
         let objects = load_dir(&dir).unwrap();
-        assert!(objects.len() >= 3, "{}", objects.len());
+        let count = |kind: &str| objects.iter().filter(|o| kind_is(o, kind)).count();
+        assert!(count("ExternalSecret") >= 3, "{}", objects.len());
+        assert_eq!(count("SecretStore") + count("ClusterSecretStore"), 2);
         assert!(
             objects
                 .iter()
-                .all(|o| o.types.as_ref().unwrap().kind == "ExternalSecret")
+                .all(|o| kind_is(o, "ExternalSecret") || is_store(o))
         );
     }
 
