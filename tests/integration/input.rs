@@ -1,6 +1,6 @@
 //! Authentication and bad input: a precise 4xx, nothing patched, the server stays up.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -155,6 +155,14 @@ async fn the_openapi_description_lists_exactly_the_served_routes() {
         .collect();
     served.sort();
     assert_eq!(described, served);
+    let providers: Vec<&str> = eso_refresher::events::Provider::ALL
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    for method in ["post", "options"] {
+        let parameter = &description["paths"]["/webhook/{provider}"][method]["parameters"][0];
+        assert_eq!(parameter["schema"]["enum"], json!(providers), "{method}");
+    }
 
     // Each described route answers (not 404/405), with the method it is described with...
     for (method, path) in &served {
