@@ -22,7 +22,7 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 47] = [
+pub const VARIABLES: [&str; 48] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -66,6 +66,7 @@ pub const VARIABLES: [&str; 47] = [
     "JWKS_ISSUER",
     "JWKS_AUDIENCE",
     "JWKS_CACHE_TTL",
+    "JWKS_SUBJECTS",
     "AWS_SNS_VERIFY_SIGNATURES",
     "AWS_SNS_CONFIRM_SUBSCRIPTIONS",
     "AWS_SNS_TOPIC_ARNS",
@@ -185,6 +186,7 @@ struct RawConfig {
     jwks_issuer: Option<String>,
     jwks_audience: Option<String>,
     jwks_cache_ttl: Option<String>,
+    jwks_subjects: Option<String>,
     enable_cache_buster: Option<String>,
     cache_buster_wait_interval: Option<String>,
     http_port: Option<String>,
@@ -251,6 +253,7 @@ impl Config {
             jwks_issuer: raw.jwks_issuer,
             jwks_audience: raw.jwks_audience,
             jwks_cache_ttl: raw.jwks_cache_ttl,
+            jwks_subjects: raw.jwks_subjects,
         }
         .read()?;
 
