@@ -157,7 +157,8 @@ impl JwksTokens {
             Some(value) => value.as_u64().map(Some).ok_or(Rejection::Malformed),
         };
         let expires = time("exp")?.ok_or(Rejection::Malformed)?;
-        if expires.saturating_add(jwt::LEEWAY_SECONDS) <= now {
+        // As jsonwebtoken counts it.
+        if expires.saturating_add(jwt::LEEWAY_SECONDS) < now {
             return Err(Rejection::Expired);
         }
         if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(jwt::LEEWAY_SECONDS)) {
