@@ -22,7 +22,7 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 47] = [
+pub const VARIABLES: [&str; 49] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -66,9 +66,11 @@ pub const VARIABLES: [&str; 47] = [
     "JWKS_ISSUER",
     "JWKS_AUDIENCE",
     "JWKS_CACHE_TTL",
+    "JWKS_SUBJECTS",
     "AWS_SNS_VERIFY_SIGNATURES",
     "AWS_SNS_CONFIRM_SUBSCRIPTIONS",
     "AWS_SNS_TOPIC_ARNS",
+    "AWS_SNS_MAX_AGE",
     "AWS_ENDPOINT_URL_SNS",
 ];
 
@@ -185,6 +187,7 @@ struct RawConfig {
     jwks_issuer: Option<String>,
     jwks_audience: Option<String>,
     jwks_cache_ttl: Option<String>,
+    jwks_subjects: Option<String>,
     enable_cache_buster: Option<String>,
     cache_buster_wait_interval: Option<String>,
     http_port: Option<String>,
@@ -202,6 +205,7 @@ struct RawConfig {
     aws_sns_verify_signatures: Option<String>,
     aws_sns_confirm_subscriptions: Option<String>,
     aws_sns_topic_arns: Option<String>,
+    aws_sns_max_age: Option<String>,
     aws_endpoint_url_sns: Option<String>,
 }
 
@@ -251,6 +255,7 @@ impl Config {
             jwks_issuer: raw.jwks_issuer,
             jwks_audience: raw.jwks_audience,
             jwks_cache_ttl: raw.jwks_cache_ttl,
+            jwks_subjects: raw.jwks_subjects,
         }
         .read()?;
 
@@ -357,6 +362,7 @@ impl Config {
                 raw.aws_sns_confirm_subscriptions,
                 raw.aws_sns_topic_arns,
                 raw.aws_endpoint_url_sns,
+                raw.aws_sns_max_age,
             ],
             &mut warnings,
         )?;
@@ -389,7 +395,7 @@ impl Config {
 /// The `AWS_SNS_*` variables and `AWS_ENDPOINT_URL_SNS`; turning signature checks off is
 /// warned about.
 fn sns_settings(
-    [verify, confirm, topics, endpoint]: [Option<String>; 4],
+    [verify, confirm, topics, endpoint, max_age]: [Option<String>; 5],
     warnings: &mut Vec<String>,
 ) -> Result<SnsSettings, ConfigError> {
     let flag = |value: &Option<String>, name: &'static str| match value.as_deref().map(str::trim) {
@@ -439,11 +445,21 @@ fn sns_settings(
                 })?,
         ),
     };
+    let max_age =
+        duration_setting(max_age, "AWS_SNS_MAX_AGE")?.unwrap_or(crate::sns::DEFAULT_MAX_AGE);
+    if max_age.is_zero() {
+        return Err(ConfigError::Invalid {
+            name: "AWS_SNS_MAX_AGE",
+            value: "0s".into(),
+            expected: "expected a positive duration".into(),
+        });
+    }
     Ok(SnsSettings {
         verify_signatures,
         confirm_subscriptions,
         topic_arns,
         endpoint,
+        max_age,
     })
 }
 
@@ -558,6 +574,7 @@ mod tests {
         assert_eq!(config.tls, None);
         assert_eq!(config.confirm_timeout, None);
         assert_eq!(config.sns, SnsSettings::default());
+        assert_eq!(config.sns.max_age, Duration::from_secs(3600));
         assert!(config.sns.verify_signatures && config.sns.confirm_subscriptions);
     }
 
@@ -637,6 +654,8 @@ mod tests {
             ("AWS_SNS_TOPIC_ARNS", "secret-changes"),
             ("AWS_ENDPOINT_URL_SNS", "localhost:4566"),
             ("AWS_ENDPOINT_URL_SNS", "ftp://localhost"),
+            ("AWS_SNS_MAX_AGE", "an hour"),
+            ("AWS_SNS_MAX_AGE", "0s"),
         ] {
             let err = read(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}: {err}");
@@ -716,8 +735,10 @@ mod tests {
                 " arn:aws:sns:eu-west-1:1:a, ,arn:aws-cn:sns:cn-north-1:2:b,arn:aws:sns:eu-west-1:1:a",
             ),
             ("AWS_ENDPOINT_URL_SNS", "http://localhost:4566"),
+            ("AWS_SNS_MAX_AGE", "15m"),
         ])
         .unwrap();
+        assert_eq!(config.sns.max_age, Duration::from_secs(900));
         assert!(!config.sns.verify_signatures);
         assert!(!config.sns.confirm_subscriptions);
         assert_eq!(

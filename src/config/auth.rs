@@ -113,6 +113,15 @@ pub struct JwksSettings {
     pub issuer: String,
     pub audience: String,
     pub cache_ttl: Duration,
+    /// `JWKS_SUBJECTS`: the `email` (verified) or `sub` values allowed to call; empty: any.
+    pub subjects: Vec<String>,
+}
+
+/// Google's ID-token issuer, in both spellings it uses. Anyone with a Google account can get a
+/// Google-signed token for any audience, so with this issuer the callers must be named.
+pub fn is_google_issuer(issuer: &str) -> bool {
+    let issuer = issuer.trim().trim_end_matches('/').to_ascii_lowercase();
+    issuer == "https://accounts.google.com" || issuer == "accounts.google.com"
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +217,7 @@ pub struct RawAuth {
     pub jwks_issuer: Option<String>,
     pub jwks_audience: Option<String>,
     pub jwks_cache_ttl: Option<String>,
+    pub jwks_subjects: Option<String>,
 }
 
 fn invalid(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
@@ -383,6 +393,10 @@ impl RawAuth {
                     issuer,
                     audience,
                     cache_ttl: jwks_cache_ttl,
+                    subjects: secrets(self.jwks_subjects)
+                        .iter()
+                        .map(|s| s.expose().to_owned())
+                        .collect(),
                 })
             }
             _ => None,
@@ -434,6 +448,16 @@ impl AuthSettings {
                 Scheme::Jwt if self.jwt.is_none() => Some("JWT_HS256_SECRETS and JWT_AUDIENCE"),
                 Scheme::Jwks if self.jwks.is_none() => {
                     Some("JWKS_URL, JWKS_ISSUER and JWKS_AUDIENCE")
+                }
+                Scheme::Jwks
+                    if self.jwks.as_ref().is_some_and(|jwks| {
+                        is_google_issuer(&jwks.issuer) && jwks.subjects.is_empty()
+                    }) =>
+                {
+                    Some(
+                        "JWKS_SUBJECTS (the service-account emails allowed to call; with Google's \
+                         issuer anyone can get a token for any audience)",
+                    )
                 }
                 Scheme::HmacDoppler if self.doppler_secrets.is_empty() => {
                     Some("DOPPLER_WEBHOOK_SECRETS")
@@ -505,6 +529,7 @@ mod tests {
                 "JWKS_ISSUER" => raw.jwks_issuer = text,
                 "JWKS_AUDIENCE" => raw.jwks_audience = text,
                 "JWKS_CACHE_TTL" => raw.jwks_cache_ttl = text,
+                "JWKS_SUBJECTS" => raw.jwks_subjects = text,
                 other => raw.per_route.push((other.to_owned(), value.to_string())),
             }
         }
@@ -536,8 +561,19 @@ mod tests {
             ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
             ("JWKS_ISSUER", "https://accounts.google.com"),
             ("JWKS_AUDIENCE", "https://hooks.example.com/webhook/gcp"),
+            (
+                "JWKS_SUBJECTS",
+                "push@p.iam.gserviceaccount.com, ,other@p.iam.gserviceaccount.com",
+            ),
         ])
         .unwrap();
+        assert_eq!(
+            settings.jwks.as_ref().map(|j| j.subjects.clone()),
+            Some(vec![
+                "push@p.iam.gserviceaccount.com".to_owned(),
+                "other@p.iam.gserviceaccount.com".to_owned()
+            ])
+        );
         assert_eq!(settings.schemes_for(None), [Scheme::Bearer, Scheme::Jwt]);
         assert_eq!(
             settings.schemes_for(Some("aws")),
@@ -549,6 +585,34 @@ mod tests {
         assert_eq!(jwt.secrets.len(), 2);
         assert_eq!(jwt.namespaces_claim, "namespaces");
         assert!(settings.basic.is_empty());
+    }
+
+    #[test]
+    fn jwks_with_googles_issuer_needs_subjects() {
+        let google = |issuer: &'static str, subjects: &'static str| {
+            read(&[
+                ("WEBHOOK_AUTH", "jwks"),
+                ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+                ("JWKS_ISSUER", issuer),
+                ("JWKS_AUDIENCE", "https://hooks.example.com/webhook/gcp"),
+                ("JWKS_SUBJECTS", subjects),
+            ])
+        };
+        for issuer in [
+            "https://accounts.google.com",
+            "accounts.google.com",
+            "https://accounts.google.com/",
+        ] {
+            let err = google(issuer, " ").unwrap_err().to_string();
+            assert!(
+                err.starts_with("JWKS_SUBJECTS") && err.ends_with("WEBHOOK_AUTH uses jwks"),
+                "{issuer}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+            assert!(google(issuer, "push@p.iam.gserviceaccount.com").is_ok());
+        }
+        // Another issuer may be one that only signs for its own callers.
+        assert!(google("https://issuer.example", "").is_ok());
     }
 
     #[test]

@@ -53,6 +53,8 @@ impl ApiError {
                 SnsError::Signature(_) => "invalid_signature",
                 SnsError::UntrustedUrl { .. } => "untrusted_url",
                 SnsError::TopicNotAllowed(_) => "topic_not_allowed",
+                SnsError::Stale(_) => "stale_message",
+                SnsError::CertificateUnusable(_) => "certificate_unusable",
                 SnsError::CertificateUnavailable => "certificate_unavailable",
                 SnsError::ConfirmationFailed => "confirmation_failed",
             },
@@ -76,7 +78,11 @@ impl ResponseError for ApiError {
                 SnsError::Malformed(_) => StatusCode::BAD_REQUEST,
                 SnsError::Signature(_)
                 | SnsError::UntrustedUrl { .. }
-                | SnsError::TopicNotAllowed(_) => StatusCode::FORBIDDEN,
+                | SnsError::TopicNotAllowed(_)
+                | SnsError::Stale(_)
+                // A certificate host's 4xx or a body that is no certificate: SNS retrying
+                // would not change it.
+                | SnsError::CertificateUnusable(_) => StatusCode::FORBIDDEN,
                 // SNS re-delivers on a 5xx.
                 SnsError::CertificateUnavailable | SnsError::ConfirmationFailed => {
                     StatusCode::BAD_GATEWAY

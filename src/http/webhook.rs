@@ -113,14 +113,16 @@ async fn handle(
     }
     let route = provider.map(Provider::name);
     let refused = |refusal: Refusal| {
+        // Counted either way: tokens that need the (unreachable) key set must not be a free
+        // way to make the server fetch, or to guess.
+        if let Some(ip) = client {
+            state.throttle.failed(ip);
+        }
         if refusal.is_unavailable() {
             tracing::warn!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook credentials could not be checked");
             return ApiError::AuthUnavailable;
         }
         state.metrics.auth_failures.inc();
-        if let Some(ip) = client {
-            state.throttle.failed(ip);
-        }
         tracing::info!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook authentication failed");
         ApiError::Unauthorized {
             challenge: refusal.challenge,

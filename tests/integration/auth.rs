@@ -530,6 +530,7 @@ async fn pubsub_push_oidc_tokens_checked_against_a_key_set() {
         issuer: "https://accounts.google.com".into(),
         audience: PUSH_AUDIENCE.into(),
         cache_ttl: Duration::from_secs(3600),
+        subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
     });
     config.auth_failures_per_minute = 1000;
     let app = spawn_ready(&api, config).await;
@@ -576,28 +577,117 @@ async fn pubsub_push_oidc_tokens_checked_against_a_key_set() {
 }
 
 #[tokio::test]
-async fn an_unreachable_key_set_answers_503_and_is_not_a_failed_authentication() {
+async fn an_unreachable_key_set_answers_503_only_when_the_keys_would_decide() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let jwks_url = format!("http://{}/certs", listener.local_addr().unwrap());
+    drop(listener);
+    let config = config_with(&[Scheme::Jwks], |auth| {
+        auth.jwks = Some(JwksSettings {
+            url: jwks_url,
+            issuer: "https://accounts.google.com".into(),
+            audience: PUSH_AUDIENCE.into(),
+            cache_ttl: Duration::from_secs(3600),
+            subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
+        });
+    });
+    let (api, app) = start(config).await;
+    let signer = Signer::rsa("rsa-signing.pem", "k");
+    let post = |token: String| {
+        app.http
+            .post(format!("{}{GENERIC}", app.url))
+            .bearer_auth(token)
+            .body(keys_body())
+    };
+    let response = expect(&api, post(signer.token(json!({}))), 503, "keys needed").await;
+    assert!(response.headers().contains_key("retry-after"));
+    let now = get_current_timestamp();
+    // What needs no keys to refuse is the caller's fault, keys or not: no endless retries.
+    for (token, what) in [
+        ("junk".to_owned(), "not a JWT"),
+        ("a.b.c".to_owned(), "malformed"),
+        (signer.token(json!({"exp": now - 300})), "expired"),
+        (
+            signer.token(json!({"aud": "https://elsewhere"})),
+            "wrong audience",
+        ),
+        (
+            signer.token(json!({"email": "me@attacker.iam.gserviceaccount.com"})),
+            "not a listed subject",
+        ),
+    ] {
+        let response = expect(&api, post(token), 401, what).await;
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="eso-refresher""#
+        );
+    }
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("eso_refresher_auth_failures_total 5"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn tokens_that_need_an_unreachable_key_set_still_count_toward_the_throttle() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let jwks_url = format!("http://{}/certs", listener.local_addr().unwrap());
     drop(listener);
     let mut config = config_with(&[Scheme::Jwks], |auth| {
         auth.jwks = Some(JwksSettings {
             url: jwks_url,
-            issuer: "https://accounts.google.com".into(),
+            issuer: "https://issuer.example".into(),
             audience: PUSH_AUDIENCE.into(),
             cache_ttl: Duration::from_secs(3600),
+            subjects: Vec::new(),
         });
     });
-    config.auth_failures_per_minute = 1;
+    config.auth_failures_per_minute = 2;
     let (api, app) = start(config).await;
-    let token = Signer::rsa("rsa-signing.pem", "k").token(json!({}));
-    for _ in 0..3 {
+    let token = Signer::rsa("rsa-signing.pem", "k").token(json!({"iss": "https://issuer.example"}));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
         let request = app
             .http
             .post(format!("{}{GENERIC}", app.url))
             .bearer_auth(&token)
             .body(keys_body());
-        let response = expect(&api, request, 503, "keys unavailable").await;
-        assert!(response.headers().contains_key("retry-after"));
+        statuses.push(request.send().await.expect("request").status().as_u16());
+    }
+    assert_eq!(statuses, [503, 503, 503, 429]);
+    assert!(api.patches().is_empty());
+}
+
+#[tokio::test]
+async fn a_google_token_for_our_audience_from_another_account_is_refused() {
+    let rsa = Signer::rsa("rsa-signing.pem", "google-rsa");
+    let (jwks_url, _) = serve_keys(json!([rsa.jwk()])).await;
+    let (api, app) = start(config_with(&[Scheme::Jwks], |auth| {
+        auth.jwks = Some(JwksSettings {
+            url: jwks_url,
+            issuer: "https://accounts.google.com".into(),
+            audience: PUSH_AUDIENCE.into(),
+            cache_ttl: Duration::from_secs(3600),
+            subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
+        });
+    }))
+    .await;
+    let url = format!("{}{GENERIC}", app.url);
+    let post = |token: String| app.http.post(&url).bearer_auth(token).body(keys_body());
+    expect(
+        &api,
+        post(rsa.token(json!({}))),
+        200,
+        "the push subscription's account",
+    )
+    .await;
+    for (claims, what) in [
+        (
+            json!({"email": "me@attacker-project.iam.gserviceaccount.com"}),
+            "another service account",
+        ),
+        (json!({"email_verified": false}), "an unverified email"),
+    ] {
+        expect(&api, post(rsa.token(claims)), 401, what).await;
     }
 }

@@ -259,3 +259,87 @@ async fn confirming_and_verifying_can_be_turned_off() {
     assert_eq!(t.patched().len(), 1);
     assert!(t.sns.requests().is_empty(), "{:?}", t.sns.requests());
 }
+
+#[tokio::test]
+async fn old_or_future_messages_are_refused_as_replays() {
+    let t = start(|_| {}).await;
+    let now = chrono::Utc::now();
+    let minutes = chrono::TimeDelta::minutes;
+    for (sent, expected) in [
+        (now - minutes(120), "old"),
+        (now - minutes(61), "old"),
+        (now + minutes(10), "in the future"),
+    ] {
+        let message = t.sns.signed_at(notification("n-1"), sent);
+        let (status, answer, _) = t.post("/webhook/aws", &message).await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(answer["error"], "stale_message");
+        let text = answer["message"].as_str().unwrap();
+        assert!(
+            text.contains(expected) && text.contains("Timestamp"),
+            "{text}"
+        );
+    }
+    assert!(t.patched().is_empty());
+    assert_eq!(
+        t.certificate_fetches(),
+        0,
+        "nothing fetched for a stale message"
+    );
+
+    // Within the hour (SNS retrying a delivery) it is accepted.
+    let late = t.sns.signed_at(notification("n-2"), now - minutes(40));
+    let (status, report, _) = t.post("/webhook/aws", &late).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(t.patched().len(), 1);
+
+    // The window is AWS_SNS_MAX_AGE.
+    let short = start(|sns| sns.max_age = std::time::Duration::from_secs(600)).await;
+    let message = short.sns.signed_at(notification("n-3"), now - minutes(15));
+    let (status, answer, _) = short.post("/webhook/aws", &message).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("10m"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_that_will_never_come_is_refused_and_failures_are_not_refetched() {
+    let t = start(|_| {}).await;
+    let at = |path: &str, id: &str| {
+        let mut message = t.sns.signed(notification(id));
+        message["SigningCertURL"] = json!(format!("{}{path}", t.sns.url));
+        message
+    };
+    let fetches = |path: &str| {
+        t.sns
+            .requests()
+            .iter()
+            .filter(|r| r.as_str() == path)
+            .count()
+    };
+    for (path, what) in [
+        ("/SimpleNotificationService-gone.pem", "404"),
+        (NOT_A_CERTIFICATE_PATH, "not a certificate"),
+    ] {
+        for id in ["n-1", "n-2", "n-3"] {
+            let (status, answer, headers) = t.post("/webhook/aws", &at(path, id)).await;
+            assert_eq!(status, 403, "{what}: {answer}");
+            assert_eq!(answer["error"], "certificate_unusable", "{what}");
+            assert!(!headers.contains_key("retry-after"), "{what}");
+        }
+        assert_eq!(fetches(path), 1, "{what}: failures are remembered");
+    }
+
+    // A certificate host that is busy: worth retrying, but not on every delivery.
+    for id in ["n-4", "n-5"] {
+        let (status, answer, headers) =
+            t.post("/webhook/aws", &at(BUSY_CERTIFICATE_PATH, id)).await;
+        assert_eq!(status, 502, "{answer}");
+        assert_eq!(answer["error"], "certificate_unavailable");
+        assert!(headers.contains_key("retry-after"));
+    }
+    assert_eq!(fetches(BUSY_CERTIFICATE_PATH), 1);
+    assert!(t.patched().is_empty());
+}

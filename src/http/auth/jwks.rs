@@ -4,6 +4,10 @@
 //! The keys are cached. They are fetched again when the cache is older than its TTL, or when
 //! a token names a key the cache does not hold (the issuer rotated), but at most once per
 //! `MIN_REFETCH_INTERVAL`, so that tokens with made-up key ids cannot hammer the endpoint.
+//!
+//! Everything that can be checked without the keys (the token's shape, its times, issuer,
+//! audience and subject) is checked before they are looked up, so that a token refused on
+//! those grounds is refused (401) even while the key set cannot be fetched.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -11,6 +15,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
 
 use super::jwt::{self, Claims};
 use super::{Rejection, bearer_token};
@@ -40,6 +45,10 @@ struct Cache {
 
 pub struct JwksTokens {
     url: String,
+    issuer: String,
+    audience: String,
+    /// `email` (when verified) or `sub` values allowed to call; empty allows any.
+    subjects: Vec<String>,
     client: Option<reqwest::Client>,
     validation: Validation,
     ttl: Duration,
@@ -105,6 +114,9 @@ impl JwksTokens {
     pub fn new(settings: &JwksSettings) -> Self {
         JwksTokens {
             url: settings.url.clone(),
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            subjects: settings.subjects.clone(),
             client: http_client(),
             validation: jwt::validation(&ALGORITHMS, &settings.audience, Some(&settings.issuer)),
             ttl: settings.cache_ttl,
@@ -120,17 +132,74 @@ impl JwksTokens {
         if !ALGORITHMS.contains(&header.alg) {
             return Err(Rejection::Malformed);
         }
+        let claims: Claims = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| Rejection::Malformed)?;
+        self.check_unsigned(&claims, jsonwebtoken::get_current_timestamp())?;
         let keys = self.keys_for(header.kid.as_deref(), header.alg).await?;
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         let mut outcome = Err(Rejection::UnknownKey);
         for key in keys {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(_) => return Ok(()),
+                Ok(data) => return self.check_subject(&data.claims),
                 Err(error) => outcome = Err(jwt::rejection(&error)),
             }
         }
         outcome
+    }
+
+    /// The checks that need no key, made on the claims before the signature is: a token they
+    /// refuse is refused whether or not the key set can be fetched. The signed claims are
+    /// checked again, in full, once the signature is.
+    fn check_unsigned(&self, claims: &Claims, now: u64) -> Result<(), Rejection> {
+        let time = |name: &str| match claims.get(name) {
+            None => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or(Rejection::Malformed),
+        };
+        let expires = time("exp")?.ok_or(Rejection::Malformed)?;
+        // As jsonwebtoken counts it.
+        if expires.saturating_add(jwt::LEEWAY_SECONDS) < now {
+            return Err(Rejection::Expired);
+        }
+        if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(jwt::LEEWAY_SECONDS)) {
+            return Err(Rejection::NotYetValid);
+        }
+        let audience_matches = match claims.get("aud") {
+            Some(Value::String(aud)) => *aud == self.audience,
+            Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(&self.audience)),
+            Some(_) => return Err(Rejection::Malformed),
+            None => return Err(Rejection::Malformed),
+        };
+        if !audience_matches {
+            return Err(Rejection::WrongAudience);
+        }
+        match claims.get("iss") {
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(Value::String(_)) => return Err(Rejection::WrongIssuer),
+            _ => return Err(Rejection::Malformed),
+        }
+        self.check_subject(claims)
+    }
+
+    /// With `JWKS_SUBJECTS`, the token must be one of theirs: its `email` if Google (or
+    /// another issuer) says it is verified, or its `sub`. An issuer like Google signs tokens
+    /// for any audience anyone asks for, so the audience alone does not say who calls.
+    fn check_subject(&self, claims: &Claims) -> Result<(), Rejection> {
+        if self.subjects.is_empty() {
+            return Ok(());
+        }
+        let verified = claims.get("email_verified") == Some(&Value::Bool(true));
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .filter(|_| verified);
+        let subject = claims.get("sub").and_then(Value::as_str);
+        let allowed = |id: Option<&str>| id.is_some_and(|id| self.subjects.iter().any(|s| s == id));
+        if allowed(email) || allowed(subject) {
+            Ok(())
+        } else {
+            Err(Rejection::WrongSubject)
+        }
     }
 
     fn cached(&self) -> Arc<Cache> {
@@ -332,6 +401,7 @@ mod tests {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             cache_ttl: ttl,
+            subjects: Vec::new(),
         });
         tokens.min_refetch = REFETCH;
         tokens
@@ -457,6 +527,97 @@ mod tests {
             verify(&tokens, &signer.token(claims(json!({})))).await,
             Err(Rejection::KeysUnavailable)
         );
+    }
+
+    #[tokio::test]
+    async fn only_the_listed_subjects_may_call() {
+        let signer = Signer::rsa("rsa-signing.pem", "k");
+        let server = KeyServer::start(json!([signer.jwk()])).await;
+        let mut tokens = tokens(&server.url, Duration::from_secs(3600));
+        tokens.subjects = vec![
+            "pubsub@project.iam.gserviceaccount.com".into(),
+            "112233".into(),
+        ];
+        let cases = [
+            (json!({"email_verified": true}), Ok(())),
+            (json!({"email_verified": true, "sub": "999"}), Ok(())),
+            (json!({"sub": "112233"}), Ok(())),
+            // Anyone can get a Google token for this audience: the caller must be listed.
+            (
+                json!({"email_verified": true, "email": "me@attacker.iam.gserviceaccount.com", "sub": "1"}),
+                Err(Rejection::WrongSubject),
+            ),
+            // An unverified email is not an identity.
+            (json!({}), Err(Rejection::WrongSubject)),
+            (
+                json!({"email_verified": "true"}),
+                Err(Rejection::WrongSubject),
+            ),
+            (
+                json!({"email_verified": false, "sub": "1"}),
+                Err(Rejection::WrongSubject),
+            ),
+        ];
+        for (extra, expected) in cases {
+            let token = signer.token(claims(extra.clone()));
+            assert_eq!(verify(&tokens, &token).await, expected, "{extra}");
+        }
+    }
+
+    #[tokio::test]
+    async fn what_needs_no_keys_is_refused_while_they_cannot_be_fetched() {
+        let signer = Signer::rsa("rsa-signing.pem", "k");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/certs", listener.local_addr().expect("address"));
+        drop(listener);
+        let mut tokens = tokens(&url, Duration::from_secs(60));
+        tokens.subjects = vec!["pubsub@project.iam.gserviceaccount.com".into()];
+        let now = get_current_timestamp();
+        let header = r#"{"alg":"RS256","kid":"k"}"#;
+        let b64 = |text: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+        };
+        let cases = [
+            ("a.b.c".to_owned(), Rejection::Malformed),
+            (
+                format!("{}.{}.c2ln", b64(header), b64("not json")),
+                Rejection::Malformed,
+            ),
+            (
+                format!("{}.{}.c2ln", b64(header), b64(r#"{"iss": 1}"#)),
+                Rejection::Malformed,
+            ),
+            (
+                signer.token(claims(json!({"exp": now - 120, "email_verified": true}))),
+                Rejection::Expired,
+            ),
+            (
+                signer.token(claims(json!({"nbf": now + 600, "email_verified": true}))),
+                Rejection::NotYetValid,
+            ),
+            (
+                signer.token(claims(
+                    json!({"aud": "https://elsewhere", "email_verified": true}),
+                )),
+                Rejection::WrongAudience,
+            ),
+            (
+                signer.token(claims(
+                    json!({"iss": "https://evil.example", "email_verified": true}),
+                )),
+                Rejection::WrongIssuer,
+            ),
+            (signer.token(claims(json!({}))), Rejection::WrongSubject),
+            // Only a token that passes everything else needs the keys.
+            (
+                signer.token(claims(json!({"email_verified": true}))),
+                Rejection::KeysUnavailable,
+            ),
+        ];
+        for (token, expected) in cases {
+            assert_eq!(verify(&tokens, &token).await, Err(expected), "{token}");
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Rejection {
     Replayed,
     WrongAudience,
     WrongIssuer,
+    /// A well-signed token from someone not allowed to call (`JWKS_SUBJECTS`).
+    WrongSubject,
     /// A token signed by a key the key set does not hold.
     UnknownKey,
     /// The keys to check the token against could not be fetched: not the caller's fault.
@@ -55,6 +57,7 @@ impl Rejection {
             Rejection::Replayed => "replayed",
             Rejection::WrongAudience => "wrong_audience",
             Rejection::WrongIssuer => "wrong_issuer",
+            Rejection::WrongSubject => "wrong_subject",
             Rejection::UnknownKey => "unknown_key",
             Rejection::KeysUnavailable => "keys_unavailable",
         }
@@ -87,11 +90,19 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// The refusal is the server's, not the caller's: keys could not be fetched.
+    /// The refusal is the server's, not the caller's: the keys were needed to decide and could
+    /// not be fetched, and no other scheme found credentials it refused. A token refused on
+    /// grounds that need no keys never gets here (see `jwks`), so junk is still a 401.
     pub fn is_unavailable(&self) -> bool {
-        self.rejections
-            .iter()
-            .any(|(_, r)| *r == Rejection::KeysUnavailable)
+        let mut needed_keys = false;
+        for (_, rejection) in &self.rejections {
+            match rejection {
+                Rejection::KeysUnavailable => needed_keys = true,
+                Rejection::Missing => {}
+                _ => return false,
+            }
+        }
+        needed_keys
     }
 }
 
@@ -376,6 +387,22 @@ mod tests {
                 (Scheme::Hmac, Rejection::Malformed)
             ]
         );
+    }
+
+    #[test]
+    fn only_keys_needed_to_decide_make_a_refusal_the_servers() {
+        let refusal = |rejections: &[(Scheme, Rejection)]| Refusal {
+            rejections: rejections.to_vec(),
+            challenge: String::new(),
+        };
+        let unavailable = (Scheme::Jwks, Rejection::KeysUnavailable);
+        assert!(refusal(&[unavailable]).is_unavailable());
+        assert!(refusal(&[(Scheme::Basic, Rejection::Missing), unavailable]).is_unavailable());
+        // Another scheme saw credentials and refused them: the caller's fault.
+        assert!(!refusal(&[(Scheme::Bearer, Rejection::WrongKey), unavailable]).is_unavailable());
+        assert!(!refusal(&[unavailable, (Scheme::Hmac, Rejection::Malformed)]).is_unavailable());
+        assert!(!refusal(&[(Scheme::Jwks, Rejection::Malformed)]).is_unavailable());
+        assert!(!refusal(&[(Scheme::Basic, Rejection::Missing)]).is_unavailable());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use eso_refresher::config::{AuthSettings, Config, LogFormat};
 use serde_json::{Value, json};
 
 pub use fake_api::FakeApiServer;
-pub use sns::{FakeSns, event_fixture};
+pub use sns::{BUSY_CERTIFICATE_PATH, FakeSns, NOT_A_CERTIFICATE_PATH, event_fixture};
 
 pub const USER: &str = "hook";
 pub const PASSWORD: &str = "s3cret-Pa55";

@@ -16,6 +16,10 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 pub const CERTIFICATE_PATH: &str = "/SimpleNotificationService-test.pem";
+/// Answered 200 with a body that is no certificate.
+pub const NOT_A_CERTIFICATE_PATH: &str = "/SimpleNotificationService-junk.pem";
+/// Answered 503.
+pub const BUSY_CERTIFICATE_PATH: &str = "/SimpleNotificationService-busy.pem";
 
 fn sns_fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/sns/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -87,9 +91,15 @@ impl FakeSns {
         format!("{}{CERTIFICATE_PATH}", self.url)
     }
 
-    /// An SNS message (a fixture's, say) as this SNS would send it: its certificate here,
+    /// An SNS message (a fixture's, say) as this SNS would send it now: its certificate here,
     /// signed with the test key (SignatureVersion 2).
-    pub fn signed(&self, mut message: Value) -> Value {
+    pub fn signed(&self, message: Value) -> Value {
+        self.signed_at(message, chrono::Utc::now())
+    }
+
+    /// Likewise, as sent at `sent` (its `Timestamp`).
+    pub fn signed_at(&self, mut message: Value, sent: chrono::DateTime<chrono::Utc>) -> Value {
+        message["Timestamp"] = json!(sent.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         message["SigningCertURL"] = json!(self.certificate_url());
         if message.get("SubscribeURL").is_some() {
             let topic = message["TopicArn"].as_str().unwrap_or_default().to_owned();
@@ -119,10 +129,19 @@ async fn answer(request: HttpRequest, recorded: web::Data<Mutex<Recorded>>) -> H
         .unwrap_or_else(|p| p.into_inner())
         .requests
         .push(target);
-    if request.path() == CERTIFICATE_PATH {
-        return HttpResponse::Ok()
-            .content_type("application/x-pem-file")
-            .body(sns_fixture("signing-cert.pem"));
+    match request.path() {
+        CERTIFICATE_PATH => {
+            return HttpResponse::Ok()
+                .content_type("application/x-pem-file")
+                .body(sns_fixture("signing-cert.pem"));
+        }
+        NOT_A_CERTIFICATE_PATH => {
+            return HttpResponse::Ok()
+                .content_type("application/x-pem-file")
+                .body("<html>maintenance</html>");
+        }
+        BUSY_CERTIFICATE_PATH => return HttpResponse::ServiceUnavailable().finish(),
+        _ => {}
     }
     if request
         .query_string()
