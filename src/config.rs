@@ -22,7 +22,7 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Every environment variable the service reads (configs/.env.example explains each; tests keep
 /// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 49] = [
+pub const VARIABLES: [&str; 50] = [
     "BASIC_AUTH_USER",
     "BASIC_AUTH_PASSWORD",
     "ENABLE_CACHE_BUSTER",
@@ -69,6 +69,7 @@ pub const VARIABLES: [&str; 49] = [
     "JWKS_SUBJECTS",
     "AWS_SNS_VERIFY_SIGNATURES",
     "AWS_SNS_CONFIRM_SUBSCRIPTIONS",
+    "AWS_SNS_ONLY",
     "AWS_SNS_TOPIC_ARNS",
     "AWS_SNS_MAX_AGE",
     "AWS_ENDPOINT_URL_SNS",
@@ -204,6 +205,7 @@ struct RawConfig {
     confirm_timeout: Option<String>,
     aws_sns_verify_signatures: Option<String>,
     aws_sns_confirm_subscriptions: Option<String>,
+    aws_sns_only: Option<String>,
     aws_sns_topic_arns: Option<String>,
     aws_sns_max_age: Option<String>,
     aws_endpoint_url_sns: Option<String>,
@@ -363,6 +365,7 @@ impl Config {
                 raw.aws_sns_topic_arns,
                 raw.aws_endpoint_url_sns,
                 raw.aws_sns_max_age,
+                raw.aws_sns_only,
             ],
             &mut warnings,
         )?;
@@ -395,18 +398,30 @@ impl Config {
 /// The `AWS_SNS_*` variables and `AWS_ENDPOINT_URL_SNS`; turning signature checks off is
 /// warned about.
 fn sns_settings(
-    [verify, confirm, topics, endpoint, max_age]: [Option<String>; 5],
+    [verify, confirm, topics, endpoint, max_age, only]: [Option<String>; 6],
     warnings: &mut Vec<String>,
 ) -> Result<SnsSettings, ConfigError> {
-    let flag = |value: &Option<String>, name: &'static str| match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(true),
+    let flag_or = |value: &Option<String>, name: &'static str, unset: bool| match value
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("") => Ok(unset),
         Some(text) => parse_bool(text).ok_or_else(|| ConfigError::Invalid {
             name,
             value: text.to_owned(),
             expected: "expected true or false".into(),
         }),
     };
+    let flag = |value: &Option<String>, name: &'static str| flag_or(value, name, true);
     let verify_signatures = flag(&verify, "AWS_SNS_VERIFY_SIGNATURES")?;
+    let only = flag_or(&only, "AWS_SNS_ONLY", false)?;
+    if only && !verify_signatures {
+        return Err(ConfigError::Invalid {
+            name: "AWS_SNS_ONLY",
+            value: "true".into(),
+            expected: "AWS_SNS_ONLY needs AWS_SNS_VERIFY_SIGNATURES: unverified, an SNS envelope proves nothing".into(),
+        });
+    }
     if !verify_signatures {
         warnings.push(
             "AWS_SNS_VERIFY_SIGNATURES=false: SNS message signatures are not checked; anyone with the webhook credentials can send SNS messages".into(),
@@ -460,6 +475,7 @@ fn sns_settings(
         topic_arns,
         endpoint,
         max_age,
+        only,
     })
 }
 
@@ -656,6 +672,7 @@ mod tests {
             ("AWS_ENDPOINT_URL_SNS", "ftp://localhost"),
             ("AWS_SNS_MAX_AGE", "an hour"),
             ("AWS_SNS_MAX_AGE", "0s"),
+            ("AWS_SNS_ONLY", "mostly"),
         ] {
             let err = read(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}: {err}");
@@ -751,6 +768,19 @@ mod tests {
         );
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("AWS_SNS_VERIFY_SIGNATURES=false"));
+        assert!(
+            !config.sns.only,
+            "bare AWS events are accepted unless said otherwise"
+        );
+
+        let (only, _) = read(&[("AWS_SNS_ONLY", "true")]).unwrap();
+        assert!(only.sns.only);
+        let err = read(&[
+            ("AWS_SNS_ONLY", "true"),
+            ("AWS_SNS_VERIFY_SIGNATURES", "false"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("AWS_SNS_ONLY"), "{err}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ impl ApiError {
                 SnsError::CertificateUnusable(_) => "certificate_unusable",
                 SnsError::CertificateUnavailable => "certificate_unavailable",
                 SnsError::ConfirmationFailed => "confirmation_failed",
+                SnsError::NotSns => "sns_required",
             },
         }
     }
@@ -80,6 +81,7 @@ impl ResponseError for ApiError {
                 | SnsError::UntrustedUrl { .. }
                 | SnsError::TopicNotAllowed(_)
                 | SnsError::Stale(_)
+                | SnsError::NotSns
                 // A certificate host's 4xx or a body that is no certificate: SNS retrying
                 // would not change it.
                 | SnsError::CertificateUnusable(_) => StatusCode::FORBIDDEN,

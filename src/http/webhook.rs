@@ -151,7 +151,8 @@ async fn handle(
             .headers()
             .get("x-amz-sns-message-type")
             .and_then(|v| v.to_str().ok());
-        if let Some(reply) = state.sns.screen(&body, announced).await? {
+        let aws_event = provider.is_some() || Provider::detect(&body) == Provider::Aws;
+        if let Some(reply) = state.sns.screen(&body, announced, aws_event).await? {
             return Ok(Answer::Reply(reply));
         }
     }

@@ -63,6 +63,8 @@ pub enum SnsError {
     CertificateUnusable(String),
     #[error("confirming the SNS subscription failed; retry later")]
     ConfirmationFailed,
+    #[error("AWS events are accepted only in signed SNS messages (AWS_SNS_ONLY)")]
+    NotSns,
 }
 
 /// What the SNS support does; from the `AWS_SNS_*` variables and `AWS_ENDPOINT_URL_SNS`.
@@ -78,6 +80,8 @@ pub struct SnsSettings {
     pub endpoint: Option<Url>,
     /// How old a message's signed `Timestamp` may be (`AWS_SNS_MAX_AGE`).
     pub max_age: Duration,
+    /// AWS events only inside signed SNS messages, never posted bare (`AWS_SNS_ONLY`).
+    pub only: bool,
 }
 
 impl Default for SnsSettings {
@@ -88,6 +92,7 @@ impl Default for SnsSettings {
             topic_arns: Vec::new(),
             endpoint: None,
             max_age: DEFAULT_MAX_AGE,
+            only: false,
         }
     }
 }
@@ -139,11 +144,15 @@ impl SnsGate {
         &self,
         body: &[u8],
         announced: Option<&str>,
+        aws_event: bool,
     ) -> Result<Option<Value>, SnsError> {
         // Only a body that must be signed has to be an SNS envelope: unverified, a raw
         // message delivery is read like any other body.
         let announced = announced.filter(|_| self.settings.verify_signatures);
         let Some(message) = SnsMessage::read(body, announced)? else {
+            if aws_event && self.settings.only {
+                return Err(SnsError::NotSns);
+            }
             return Ok(None);
         };
         if self.settings.verify_signatures {
@@ -541,7 +550,7 @@ mod tests {
             "SubscribeURL": "https://sns.evil.com/?Action=ConfirmSubscription",
             "SigningCertURL": "http://sns.eu-west-1.amazonaws.com/cert.pem"}));
         let err = gate(SnsSettings::default())
-            .screen(message.to_string().as_bytes(), None)
+            .screen(message.to_string().as_bytes(), None, true)
             .await
             .unwrap_err();
         assert!(
@@ -560,7 +569,7 @@ mod tests {
             ..SnsSettings::default()
         };
         let err = gate(unverified.clone())
-            .screen(message.to_string().as_bytes(), None)
+            .screen(message.to_string().as_bytes(), None, true)
             .await
             .unwrap_err();
         assert!(
@@ -579,7 +588,7 @@ mod tests {
             ..unverified
         };
         let err = gate(limited)
-            .screen(message.to_string().as_bytes(), None)
+            .screen(message.to_string().as_bytes(), None, true)
             .await
             .unwrap_err();
         assert_eq!(
@@ -592,7 +601,7 @@ mod tests {
     async fn raw_message_delivery_is_refused_unless_unverified() {
         let raw = br#"{"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": {}}"#;
         let err = gate(SnsSettings::default())
-            .screen(raw, Some("Notification"))
+            .screen(raw, Some("Notification"), true)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("raw message delivery"), "{err}");
@@ -601,7 +610,9 @@ mod tests {
             ..SnsSettings::default()
         };
         assert_eq!(
-            gate(unverified).screen(raw, Some("Notification")).await,
+            gate(unverified)
+                .screen(raw, Some("Notification"), true)
+                .await,
             Ok(None)
         );
     }
@@ -610,13 +621,13 @@ mod tests {
     async fn other_bodies_pass_through_and_unsigned_sns_messages_do_not() {
         let gate = gate(SnsSettings::default());
         assert_eq!(
-            gate.screen(br#"{"source": "aws.secretsmanager"}"#, None)
+            gate.screen(br#"{"source": "aws.secretsmanager"}"#, None, true)
                 .await,
             Ok(None)
         );
         let unsigned = br#"{"Type": "Notification", "MessageId": "m", "TopicArn": "t", "Message": "{}", "Timestamp": "t",
             "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/c.pem"}"#;
-        let err = gate.screen(unsigned, None).await.unwrap_err();
+        let err = gate.screen(unsigned, None, true).await.unwrap_err();
         assert!(matches!(err, SnsError::Signature(_)), "{err}");
     }
 }

@@ -343,3 +343,29 @@ async fn a_certificate_that_will_never_come_is_refused_and_failures_are_not_refe
     assert_eq!(fetches(BUSY_CERTIFICATE_PATH), 1);
     assert!(t.patched().is_empty());
 }
+
+#[tokio::test]
+async fn with_sns_only_a_bare_aws_event_is_refused() {
+    let sns = start(|settings| settings.only = true).await;
+    let bare = event_fixture("aws-eventbridge-cloudtrail.json");
+    for path in ["/webhook/aws", "/webhook"] {
+        let request = sns.app.http.post(format!("{}{path}", sns.app.url));
+        let (status, body) = send(
+            request
+                .basic_auth(USER, Some(PASSWORD))
+                .body(bare.to_string()),
+        )
+        .await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert_eq!(body["error"], "sns_required", "{body}");
+    }
+    assert!(sns.patched().is_empty());
+    // Other senders' bodies on /webhook are not concerned.
+    let (status, report) = sns.app.webhook(&akeyless_events(&["/nothing"])).await;
+    assert_eq!(status, 200, "{report}");
+    let (status, body, _) = sns
+        .post("/webhook/aws", &sns.sns.signed(notification("only-1")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sns.patched().len(), 1);
+}
