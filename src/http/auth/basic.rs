@@ -4,9 +4,9 @@ use actix_web::HttpRequest;
 use actix_web::http::header::Header;
 use actix_web_httpauth::headers::authorization::{Authorization, Basic};
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
-use super::{Rejection, single_header};
+use super::{Rejection, any_matches, single_header};
 use crate::config::auth::BasicPair;
 
 /// The expected pairs, kept as SHA-256 digests so that comparing them takes the same time
@@ -49,15 +49,11 @@ impl BasicCredentials {
         let basic = header.as_ref();
         let user = digest(basic.user_id().as_bytes());
         let password = digest(basic.password().map(|p| p.as_bytes()).unwrap_or_default());
-        let mut matched = Choice::from(0);
-        for (expected_user, expected_password) in &self.pairs {
-            matched |= user.ct_eq(expected_user) & password.ct_eq(expected_password);
-        }
-        if bool::from(matched) {
-            Ok(())
-        } else {
-            Err(Rejection::WrongKey)
-        }
+        any_matches(
+            self.pairs
+                .iter()
+                .map(|(u, p)| user.ct_eq(u) & password.ct_eq(p)),
+        )
     }
 }
 

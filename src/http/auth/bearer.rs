@@ -4,9 +4,9 @@
 
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 
-use super::{Rejection, bearer_token, single_header};
+use super::{Rejection, any_matches, bearer_token, single_header};
 use crate::config::auth::BearerSettings;
 
 pub struct BearerTokens {
@@ -36,15 +36,7 @@ impl BearerTokens {
                 .ok_or(Rejection::Missing)?,
         };
         let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut matched = Choice::from(0);
-        for expected in &self.tokens {
-            matched |= given.ct_eq(expected);
-        }
-        if bool::from(matched) {
-            Ok(())
-        } else {
-            Err(Rejection::WrongKey)
-        }
+        any_matches(self.tokens.iter().map(|expected| given.ct_eq(expected)))
     }
 }
 

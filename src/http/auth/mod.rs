@@ -254,6 +254,19 @@ impl Authenticator {
     }
 }
 
+/// Accepts when any of the constant-time comparisons matched; every one is made, whichever
+/// matches, so the time taken does not tell which.
+pub(crate) fn any_matches(
+    comparisons: impl Iterator<Item = subtle::Choice>,
+) -> Result<(), Rejection> {
+    let matched = comparisons.fold(subtle::Choice::from(0), |any, this| any | this);
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(Rejection::WrongKey)
+    }
+}
+
 /// A header that must appear at most once, as text.
 pub(crate) fn single_header(
     request: &HttpRequest,
