@@ -284,6 +284,17 @@ fn verb(method: &str, path: &str, is_watch: bool) -> &'static str {
     }
 }
 
+/// Runs a measured phase and counts the API requests made meanwhile, per webhook, by verb.
+async fn with_requests(
+    fake: &FakeApiServer,
+    phase: impl std::future::Future<Output = Latency>,
+) -> (Latency, BTreeMap<String, f64>) {
+    let mark = fake.request_count();
+    let latency = phase.await;
+    let verbs = requests_by_verb(fake, mark, latency.count);
+    (latency, verbs)
+}
+
 fn requests_by_verb(fake: &FakeApiServer, from: usize, webhooks: usize) -> BTreeMap<String, f64> {
     let mut counts: BTreeMap<String, f64> = BTreeMap::new();
     for (method, path, is_watch) in fake.request_summaries_since(from) {
@@ -701,30 +712,22 @@ async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Clien
             let warm = (0..5).map(|k| (akeyless_body(&own_key(spread(k, n))), 1));
             measure_webhooks(http, &service.url, &arrivals, warm, Duration::from_secs(10)).await;
 
-            let mark = fake.request_count();
             let bodies = (0..options.webhooks).map(|k| (akeyless_body(&own_key(spread(k, n))), 1));
-            r.one = measure_webhooks(
-                http,
-                &service.url,
-                &arrivals,
-                bodies,
-                Duration::from_secs(30),
+            let cap = Duration::from_secs(30);
+            (r.one, r.verbs_one) = with_requests(
+                &fake,
+                measure_webhooks(http, &service.url, &arrivals, bodies, cap),
             )
             .await;
-            r.verbs_one = requests_by_verb(&fake, mark, r.one.count);
 
-            let mark = fake.request_count();
             let bodies = (0..options.fanout_webhooks)
                 .map(|k| (akeyless_body(&group_key(spread(k, groups))), FANOUT));
-            r.fanout = measure_webhooks(
-                http,
-                &service.url,
-                &arrivals,
-                bodies,
-                Duration::from_secs(60),
+            let cap = Duration::from_secs(60);
+            (r.fanout, r.verbs_fanout) = with_requests(
+                &fake,
+                measure_webhooks(http, &service.url, &arrivals, bodies, cap),
             )
             .await;
-            r.verbs_fanout = requests_by_verb(&fake, mark, r.fanout.count);
 
             let mark = fake.request_count();
             let bodies =
@@ -774,19 +777,16 @@ async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Clien
             tokio::time::sleep(Duration::from_millis(300)).await;
             original_webhook(http, &api, "/bench/none/warm-up", "warm-up").await;
             let cap = Duration::from_secs_f64(options.original_seconds);
-            let mark = fake.request_count();
             let keys = (0..options.original_webhooks).map(|k| (own_key(spread(k + 1000, n)), 1));
-            r.original_one = measure_original(http, &api, &arrivals, keys, cap).await;
-            r.original_verbs_one = requests_by_verb(&fake, mark, r.original_one.count);
-            let mark = fake.request_count();
+            (r.original_one, r.original_verbs_one) =
+                with_requests(&fake, measure_original(http, &api, &arrivals, keys, cap)).await;
             let keys =
                 (0..options.original_webhooks).map(|k| (group_key(spread(k + 7, groups)), FANOUT));
-            r.original_fanout = measure_original(http, &api, &arrivals, keys, cap).await;
-            r.original_verbs_fanout = requests_by_verb(&fake, mark, r.original_fanout.count);
+            (r.original_fanout, r.original_verbs_fanout) =
+                with_requests(&fake, measure_original(http, &api, &arrivals, keys, cap)).await;
             let keys = (0..options.original_webhooks).map(|k| (format!("/bench/none/{k}"), 0));
-            let mark = fake.request_count();
-            r.original_no_match = measure_original(http, &api, &arrivals, keys, cap).await;
-            r.original_verbs_no_match = requests_by_verb(&fake, mark, r.original_no_match.count);
+            (r.original_no_match, r.original_verbs_no_match) =
+                with_requests(&fake, measure_original(http, &api, &arrivals, keys, cap)).await;
         }
         eprintln!(
             "[N={n} run {}] ready {:.0} ms, RSS {:.1}/{:.1} MiB (peak {:.1}); 1 match p50/p99 {:.2}/{:.2} ms; \

@@ -16,9 +16,10 @@ pub struct RefreshIndex {
     /// Remote key → the ExternalSecrets that name it, under the key as written and as its
     /// store's provider spells it (an AWS store's prefix, a Vault mount).
     by_key: HashMap<String, Vec<SecretId>>,
-    /// The keys each ExternalSecret is filed under in `by_key` (they depend on its stores,
-    /// which may change after it was filed).
-    filed_under: HashMap<SecretId, Vec<String>>,
+    /// For each ExternalSecret, each of its keys as its store's provider spells it (none for
+    /// a store not known): computed when it is filed, since they depend on its stores, which
+    /// may change after it was filed. `by_key` holds it under these and the keys as written.
+    spelled: HashMap<SecretId, Vec<Vec<String>>>,
     /// Normalized `dataFrom[].find.path` → the ExternalSecrets with a find rule under it. A
     /// rule with a path can only match keys that start with it, so a lookup tries just the
     /// ExternalSecrets filed under a prefix of the key, not every rule in the cluster.
@@ -54,23 +55,21 @@ impl RefreshIndex {
 
     fn file(&mut self, secret: Arc<IndexedSecret>) {
         self.delete(&secret.id);
-        let mut spellings: Vec<String> = Vec::new();
-        for remote in &secret.keys {
-            let provider = self.backend(remote).map(|b| b.spellings(remote));
-            let all = std::iter::once(remote.key.clone()).chain(provider.into_iter().flatten());
-            for key in all {
-                if !spellings.contains(&key) {
-                    spellings.push(key);
-                }
-            }
-        }
-        for key in &spellings {
+        let spelled: Vec<Vec<String>> = secret
+            .keys
+            .iter()
+            .map(|remote| {
+                let backend = self.backend(remote);
+                backend.map(|b| b.spellings(remote)).unwrap_or_default()
+            })
+            .collect();
+        for key in filed_keys(&secret, &spelled) {
             self.by_key
-                .entry(key.clone())
+                .entry(key.to_owned())
                 .or_default()
                 .push(secret.id.clone());
         }
-        self.filed_under.insert(secret.id.clone(), spellings);
+        self.spelled.insert(secret.id.clone(), spelled);
         for find in &secret.finds {
             let Some(path) = &find.path else {
                 self.finds_anywhere.insert(secret.id.clone());
@@ -97,11 +96,12 @@ impl RefreshIndex {
         let Some(old) = self.secrets.remove(id) else {
             return;
         };
-        for key in self.filed_under.remove(id).unwrap_or_default() {
-            if let Some(ids) = self.by_key.get_mut(&key) {
+        let spelled = self.spelled.remove(id).unwrap_or_default();
+        for key in filed_keys(&old, &spelled) {
+            if let Some(ids) = self.by_key.get_mut(key) {
                 ids.retain(|other| other != id);
                 if ids.is_empty() {
-                    self.by_key.remove(&key);
+                    self.by_key.remove(key);
                 }
             }
         }
@@ -279,16 +279,17 @@ impl RefreshIndex {
         spellings: &[&str],
         origin: Option<&Origin>,
     ) -> bool {
-        let by_key = secret.keys.iter().any(|remote| {
+        let spelled = self.spelled.get(&secret.id);
+        let by_key = secret.keys.iter().enumerate().any(|(i, remote)| {
             let written = spellings.contains(&remote.key.as_str());
-            let spelled = |backend: &Backend| {
-                let names = backend.spellings(remote);
-                names.iter().any(|name| spellings.contains(&name.as_str()))
-            };
+            let names = spelled.and_then(|s| s.get(i)).into_iter().flatten();
+            let mut provider = names.map(|name| spellings.contains(&name.as_str()));
             match (self.backend(remote), origin) {
                 (None, _) => written,
-                (Some(backend), None) => written || spelled(backend),
-                (Some(backend), Some(origin)) => backend.accepts(origin) && spelled(backend),
+                (Some(_), None) => written || provider.any(|found| found),
+                (Some(backend), Some(origin)) => {
+                    backend.accepts(origin) && provider.any(|found| found)
+                }
             }
         });
         by_key
@@ -327,6 +328,19 @@ impl RefreshIndex {
         found.dedup_by(|a, b| a.id == b.id);
         found
     }
+}
+
+/// The keys an ExternalSecret is filed under: each as written and as its provider spells it,
+/// each once.
+fn filed_keys<'a>(secret: &'a IndexedSecret, spelled: &'a [Vec<String>]) -> Vec<&'a str> {
+    let written = secret.keys.iter().map(|remote| remote.key.as_str());
+    let mut keys: Vec<&str> = Vec::new();
+    for key in written.chain(spelled.iter().flatten().map(String::as_str)) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// Watch errors in a row, with none since, after which the index counts as out of date.
@@ -661,7 +675,7 @@ mod tests {
             ["a/prefixed"]
         );
         index.delete(&SecretId::new("a", "prefixed"));
-        assert!(index.by_key.is_empty() && index.readers.is_empty());
+        assert!(index.by_key.is_empty() && index.readers.is_empty() && index.spelled.is_empty());
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub(super) fn change(
     }
 }
 
+/// The events of a body that holds one event or an array of them.
+fn one_or_many(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(events) => events,
+        other => vec![other],
+    }
+}
+
 pub(super) fn json(body: &[u8]) -> Result<Value, PayloadError> {
     serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))
 }
@@ -243,11 +251,7 @@ const AZURE_CHANGED: [&str; 2] = [
 /// Azure Key Vault through Event Grid, in the Event Grid schema (an array, with its
 /// subscription-validation handshake) or the CloudEvents schema.
 pub fn azure(body: &[u8]) -> Result<Notification, PayloadError> {
-    let value = json(body)?;
-    let events = match value {
-        Value::Array(events) => events,
-        other => vec![other],
-    };
+    let events = one_or_many(json(body)?);
     let mut notification = Notification::default();
     for (i, event) in events.iter().enumerate() {
         let at = |e: &str| shape(format!("event [{i}]: {e}"));
@@ -349,11 +353,7 @@ pub fn vault(body: &[u8]) -> Result<Notification, PayloadError> {
 /// CloudEvents 1.0 in structured mode (one event or a batch array); the secret is the
 /// event's `subject`. Binary mode is read by the HTTP layer from the `ce-*` headers.
 pub fn cloudevents(body: &[u8]) -> Result<Notification, PayloadError> {
-    let value = json(body)?;
-    let events = match value {
-        Value::Array(events) => events,
-        other => vec![other],
-    };
+    let events = one_or_many(json(body)?);
     let mut notification = Notification::default();
     for (i, event) in events.iter().enumerate() {
         let object = event
@@ -368,7 +368,7 @@ pub fn cloudevents(body: &[u8]) -> Result<Notification, PayloadError> {
 }
 
 impl Notification {
-    fn ignore(&mut self, id: Option<String>, reason: String) {
+    pub(super) fn ignore(&mut self, id: Option<String>, reason: String) {
         self.ignored.push(super::Ignored {
             event_id: id,
             reason,

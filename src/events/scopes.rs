@@ -12,10 +12,10 @@ pub fn doppler(body: &[u8]) -> Result<Notification, PayloadError> {
     let event_type = text(&value, "type").ok_or_else(|| shape("Doppler webhook without type"))?;
     let mut notification = Notification::default();
     if event_type != "config.secrets.update" {
-        notification.ignored.push(super::Ignored {
-            event_id: None,
-            reason: format!("{event_type} does not change a secret's value"),
-        });
+        notification.ignore(
+            None,
+            format!("{event_type} does not change a secret's value"),
+        );
         return Ok(notification);
     }
     let config = value
@@ -52,10 +52,7 @@ pub fn infisical(body: &[u8]) -> Result<Notification, PayloadError> {
     let workspace = text(project, "workspaceId").unwrap_or_default();
     let mut notification = Notification::default();
     if !matches!(event, "secrets.modified" | "secret.modified") {
-        notification.ignored.push(super::Ignored {
-            event_id: None,
-            reason: format!("{event} does not change a secret's value"),
-        });
+        notification.ignore(None, format!("{event} does not change a secret's value"));
         return Ok(notification);
     }
     let environment =

@@ -504,6 +504,18 @@ async fn serve_keys(keys: Value) -> (String, Arc<AtomicUsize>) {
     (url, fetches)
 }
 
+/// Google's issuer, our push audience, and the push subscription's service account as the
+/// only caller, with keys at `url`.
+fn google_push(url: String) -> JwksSettings {
+    JwksSettings {
+        url,
+        issuer: "https://accounts.google.com".into(),
+        audience: PUSH_AUDIENCE.into(),
+        cache_ttl: Duration::from_secs(3600),
+        subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
+    }
+}
+
 /// The Pub/Sub push fixture, with a message id of its own (ids are de-duplicated).
 fn push_delivery(message_id: u32) -> String {
     let path = format!(
@@ -525,13 +537,7 @@ async fn pubsub_push_oidc_tokens_checked_against_a_key_set() {
     api.apply(external_secret("gcp", "db").with_key("db-password").build());
     let mut config = config();
     config.auth.routes.insert("gcp".into(), vec![Scheme::Jwks]);
-    config.auth.jwks = Some(JwksSettings {
-        url: jwks_url,
-        issuer: "https://accounts.google.com".into(),
-        audience: PUSH_AUDIENCE.into(),
-        cache_ttl: Duration::from_secs(3600),
-        subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
-    });
+    config.auth.jwks = Some(google_push(jwks_url));
     config.auth_failures_per_minute = 1000;
     let app = spawn_ready(&api, config).await;
     let url = format!("{}/webhook/gcp", app.url);
@@ -582,13 +588,7 @@ async fn an_unreachable_key_set_answers_503_only_when_the_keys_would_decide() {
     let jwks_url = format!("http://{}/certs", listener.local_addr().unwrap());
     drop(listener);
     let config = config_with(&[Scheme::Jwks], |auth| {
-        auth.jwks = Some(JwksSettings {
-            url: jwks_url,
-            issuer: "https://accounts.google.com".into(),
-            audience: PUSH_AUDIENCE.into(),
-            cache_ttl: Duration::from_secs(3600),
-            subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
-        });
+        auth.jwks = Some(google_push(jwks_url));
     });
     let (api, app) = start(config).await;
     let signer = Signer::rsa("rsa-signing.pem", "k");
@@ -663,13 +663,7 @@ async fn a_google_token_for_our_audience_from_another_account_is_refused() {
     let rsa = Signer::rsa("rsa-signing.pem", "google-rsa");
     let (jwks_url, _) = serve_keys(json!([rsa.jwk()])).await;
     let (api, app) = start(config_with(&[Scheme::Jwks], |auth| {
-        auth.jwks = Some(JwksSettings {
-            url: jwks_url,
-            issuer: "https://accounts.google.com".into(),
-            audience: PUSH_AUDIENCE.into(),
-            cache_ttl: Duration::from_secs(3600),
-            subjects: vec!["push@my-project.iam.gserviceaccount.com".into()],
-        });
+        auth.jwks = Some(google_push(jwks_url));
     }))
     .await;
     let url = format!("{}{GENERIC}", app.url);

@@ -169,6 +169,24 @@ impl Drop for FakeApiServer {
     }
 }
 
+/// Serves what `configure` sets up on a loopback port, with one worker, in the background:
+/// its URL and the handle that stops it. For the fakes the tests and the bench start.
+pub fn serve_on_loopback(
+    configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+) -> (String, ServerHandle) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = HttpServer::new(move || App::new().configure(configure.clone()))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}"), handle)
+}
+
 fn plural_of(kind: &str) -> String {
     format!("{}s", kind.to_ascii_lowercase())
 }
@@ -215,24 +233,14 @@ impl FakeApiServer {
             patch_delay: Duration::ZERO,
             patches_held: tokio::sync::watch::Sender::new(false),
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let data = web::Data::from(cluster.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        let (url, handle) = serve_on_loopback(move |app| {
+            app.app_data(data.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .default_service(web::to(handle))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+                .default_service(web::to(handle));
+        });
         FakeApiServer {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             cluster,
             handle,
         }
@@ -985,25 +993,15 @@ impl FakeApiServer {
     /// The arrival instant of each PATCH and PUT is recorded before it is handled.
     pub fn start_bench_front(&self) -> (String, ServerHandle, Arrivals) {
         let arrivals: Arrivals = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let data = web::Data::from(self.cluster.clone());
         let recorded = web::Data::from(arrivals.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+        let (url, handle) = serve_on_loopback(move |app| {
+            app.app_data(data.clone())
                 .app_data(recorded.clone())
                 .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .default_service(web::to(Self::bench_front))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
-        (format!("http://127.0.0.1:{port}"), handle, arrivals)
+                .default_service(web::to(Self::bench_front));
+        });
+        (url, handle, arrivals)
     }
 
     async fn bench_front(

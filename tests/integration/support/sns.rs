@@ -2,11 +2,12 @@
 //! recording every request, so tests can post messages signed as SNS signs them (with the
 //! test-only key in tests/fixtures/sns) and see what the service fetched.
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::fake_api::serve_on_loopback;
 use base64::Engine;
 use eso_refresher::sns::SnsSettings;
 use ring::rand::SystemRandom;
@@ -41,23 +42,12 @@ pub struct FakeSns {
 impl FakeSns {
     pub async fn start() -> FakeSns {
         let recorded: Arc<Mutex<Recorded>> = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let data = web::Data::from(recorded.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(answer))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let (url, handle) = serve_on_loopback(move |app| {
+            app.app_data(data.clone()).default_service(web::to(answer));
+        });
         FakeSns {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             recorded,
             handle,
         }
