@@ -439,7 +439,7 @@ async fn measure_webhooks(
     cap: Duration,
 ) -> Latency {
     let started = Instant::now();
-    let (mut round_trip, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    let mut samples = Samples::default();
     for (body, expected) in bodies {
         if started.elapsed() > cap {
             break;
@@ -455,25 +455,46 @@ async fn measure_webhooks(
             .expect("webhook");
         let status = response.status();
         let report: Value = response.json().await.expect("webhook JSON");
-        round_trip.push(ms(sent.elapsed()));
+        let writes = samples.record(sent, arrivals, before);
         assert_eq!(status, 200, "{report}");
         let refreshed = report["refreshed"].as_array().map_or(0, Vec::len);
         assert_eq!(refreshed, expected, "{report}");
+        assert_eq!(writes, expected, "writes that arrived");
+    }
+    samples.latency()
+}
+
+/// The timings of sequential requests, as a measuring loop collects them.
+#[derive(Default)]
+struct Samples {
+    round_trip: Vec<f64>,
+    first: Vec<f64>,
+    last: Vec<f64>,
+}
+
+impl Samples {
+    /// A request sent at `sent` has just been answered; the writes it caused are the
+    /// arrivals from `before` on. Returns how many there were.
+    fn record(&mut self, sent: Instant, arrivals: &Arrivals, before: usize) -> usize {
+        self.round_trip.push(ms(sent.elapsed()));
         let writes: Vec<Instant> = arrivals.lock().expect("arrivals")[before..]
             .iter()
             .map(|(at, _)| *at)
             .collect();
-        assert_eq!(writes.len(), expected, "writes that arrived");
         if let (Some(a), Some(b)) = (writes.iter().min(), writes.iter().max()) {
-            first.push(ms(a.duration_since(sent)));
-            last.push(ms(b.duration_since(sent)));
+            self.first.push(ms(a.duration_since(sent)));
+            self.last.push(ms(b.duration_since(sent)));
         }
+        writes.len()
     }
-    Latency {
-        count: round_trip.len(),
-        round_trip: stats(&round_trip),
-        first_write: stats(&first),
-        last_write: stats(&last),
+
+    fn latency(&self) -> Latency {
+        Latency {
+            count: self.round_trip.len(),
+            round_trip: stats(&self.round_trip),
+            first_write: stats(&self.first),
+            last_write: stats(&self.last),
+        }
     }
 }
 
@@ -624,7 +645,7 @@ async fn measure_original(
     cap: Duration,
 ) -> Latency {
     let started = Instant::now();
-    let (mut round_trip, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    let mut samples = Samples::default();
     for (i, (key, expected)) in keys.enumerate() {
         if started.elapsed() > cap {
             break;
@@ -633,23 +654,10 @@ async fn measure_original(
         let sent = Instant::now();
         let stamp = format!("2026-01-01T00:00:00.{i:09}Z");
         let updated = original_webhook(http, api, &key, &stamp).await;
-        round_trip.push(ms(sent.elapsed()));
+        samples.record(sent, arrivals, before);
         assert_eq!(updated, expected, "{key}");
-        let writes: Vec<Instant> = arrivals.lock().expect("arrivals")[before..]
-            .iter()
-            .map(|(at, _)| *at)
-            .collect();
-        if let (Some(a), Some(b)) = (writes.iter().min(), writes.iter().max()) {
-            first.push(ms(a.duration_since(sent)));
-            last.push(ms(b.duration_since(sent)));
-        }
     }
-    Latency {
-        count: round_trip.len(),
-        round_trip: stats(&round_trip),
-        first_write: stats(&first),
-        last_write: stats(&last),
-    }
+    samples.latency()
 }
 
 // ---------------------------------------------------------------------------------------------
