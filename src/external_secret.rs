@@ -112,9 +112,56 @@ pub struct IndexedSecret {
     pub parent: Option<String>,
     /// What could not be understood in the object (reported, never fatal).
     pub problems: Vec<String>,
-    /// ESO's last sync (`status.refreshTime`) and whether it left the object Ready.
-    pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What ESO last did with the object, for following a refresh until ESO applies it.
+    pub sync: SyncState,
+}
+
+/// How far ESO has got with an ExternalSecret, read from its metadata and status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncState {
+    /// The last refresh stamp the object carries: its `updated-at` annotation, or for a
+    /// ClusterExternalSecret's child the `force-sync` annotation copied from its parent.
+    pub stamp: Option<String>,
+    /// ESO's last sync was of exactly this generation, labels and annotations
+    /// (`status.syncedResourceVersion` is what [`eso_resource_version`] gives for them).
+    pub synced_this_metadata: bool,
+    /// The Ready condition: `None` before ESO's first sync.
     pub ready: Option<bool>,
+}
+
+/// The `status.syncedResourceVersion` ESO writes after syncing an object with this generation,
+/// labels and annotations: `<generation>-<hex SHA3-224 of Go's "%+v" of the struct
+/// {annotations, labels}>`, where Go prints a map as `map[k:v k2:v2]` with sorted keys.
+pub fn eso_resource_version(
+    generation: i64,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> String {
+    use sha3::{Digest, Sha3_224};
+    fn go_map(hasher: &mut Sha3_224, map: Option<&std::collections::BTreeMap<String, String>>) {
+        hasher.update(b"map[");
+        for (i, (key, value)) in map.into_iter().flatten().enumerate() {
+            if i > 0 {
+                hasher.update(b" ");
+            }
+            hasher.update(key.as_bytes());
+            hasher.update(b":");
+            hasher.update(value.as_bytes());
+        }
+        hasher.update(b"]");
+    }
+    let mut hasher = Sha3_224::new();
+    hasher.update(b"{annotations:");
+    go_map(&mut hasher, annotations);
+    hasher.update(b" labels:");
+    go_map(&mut hasher, labels);
+    hasher.update(b"}");
+    let digest = hasher.finalize();
+    let mut version = format!("{generation}-");
+    for byte in digest {
+        version.push_str(&format!("{byte:02x}"));
+    }
+    version
 }
 
 #[derive(Deserialize, Default)]
@@ -172,6 +219,48 @@ struct FindName {
     regexp: Option<String>,
 }
 
+impl SyncState {
+    fn of(object: &DynamicObject, has_parent: bool) -> SyncState {
+        let metadata = &object.metadata;
+        let status = &object.data["status"];
+        let stamp_annotation = if has_parent {
+            crate::stamp::FORCE_SYNC
+        } else {
+            crate::stamp::UPDATED_AT
+        };
+        let synced_this_metadata = status["syncedResourceVersion"]
+            .as_str()
+            .is_some_and(|synced| {
+                synced
+                    == eso_resource_version(
+                        metadata.generation.unwrap_or_default(),
+                        metadata.annotations.as_ref(),
+                        metadata.labels.as_ref(),
+                    )
+            });
+        SyncState {
+            stamp: metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(stamp_annotation))
+                .cloned(),
+            synced_this_metadata,
+            ready: status["conditions"].as_array().and_then(|conditions| {
+                conditions
+                    .iter()
+                    .find(|c| c["type"] == "Ready")
+                    .map(|c| c["status"] == "True")
+            }),
+        }
+    }
+
+    /// ESO has synced a state of the object that carries `stamp` or a later one. Stamps are
+    /// RFC 3339 UTC times of one fixed width, so they compare as strings.
+    pub fn has_synced(&self, stamp: &str) -> bool {
+        self.synced_this_metadata && self.stamp.as_deref().is_some_and(|s| s >= stamp)
+    }
+}
+
 impl IndexedSecret {
     /// Reads an ExternalSecret. Only a missing name is an error; a spec that does not parse
     /// yields an entry with no keys and a problem saying why.
@@ -204,17 +293,7 @@ impl IndexedSecret {
             .as_ref()
             .and_then(|a| a.get(IGNORE_ANNOTATION))
             .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
-        let status = &object.data["status"];
-        secret.refreshed_at = status["refreshTime"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc));
-        secret.ready = status["conditions"].as_array().and_then(|conditions| {
-            conditions
-                .iter()
-                .find(|c| c["type"] == "Ready")
-                .map(|c| c["status"] == "True")
-        });
+        secret.sync = SyncState::of(object, secret.parent.is_some());
         if opted_out {
             secret.skip_reason = Some(SkipReason::new(
                 "opted_out",
@@ -315,8 +394,7 @@ impl IndexedSecret {
             ),
             parent,
             problems,
-            refreshed_at: None,
-            ready: None,
+            sync: SyncState::default(),
         }
     }
 
@@ -337,8 +415,7 @@ impl IndexedSecret {
             skip_reason: None,
             parent: None,
             problems: Vec::new(),
-            refreshed_at: None,
-            ready: None,
+            sync: SyncState::default(),
         }
     }
 
@@ -409,6 +486,58 @@ pub(crate) mod tests {
 
     pub fn object(value: serde_json::Value) -> DynamicObject {
         serde_json::from_value(value).expect("a valid object")
+    }
+
+    /// Read off the real ESO v2.9 controller: an ExternalSecret created by `kubectl apply`
+    /// (hence the last-applied annotation, with its newline) had this syncedResourceVersion.
+    #[test]
+    fn computes_the_synced_resource_version_eso_writes() {
+        let applied = r#"{"apiVersion":"external-secrets.io/v1","kind":"ExternalSecret","metadata":{"annotations":{"aa":"1","zz":"a b:c"},"labels":{"app":"x","team":"a"},"name":"db","namespace":"probe1"},"spec":{"data":[{"remoteRef":{"key":"db-password"},"secretKey":"password"}],"refreshInterval":"1h","secretStoreRef":{"kind":"SecretStore","name":"local-http"},"target":{"name":"db-credentials"}}}"#;
+        let annotations = [
+            ("aa", "1".to_owned()),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration",
+                format!("{applied}\n"),
+            ),
+            ("zz", "a b:c".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
+        let labels = [("app", "x"), ("team", "a")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(
+            eso_resource_version(1, Some(&annotations), Some(&labels)),
+            "1-cab3d28db0c18f434afa23ee977f5d73004667d1b4cc8bce0d3309a9"
+        );
+    }
+
+    #[test]
+    fn a_sync_counts_only_for_the_metadata_it_synced_and_a_stamp_not_older() {
+        let stamped = |stamp: &str, synced: &str| {
+            IndexedSecret::from_object(&object(json!({
+                "apiVersion": "external-secrets.io/v1",
+                "kind": "ExternalSecret",
+                "metadata": {"namespace": "a", "name": "s", "generation": 2,
+                    "annotations": {"updated-at": stamp}},
+                "status": {"syncedResourceVersion": synced,
+                    "conditions": [{"type": "Ready", "status": "True"}]},
+            })))
+            .expect("named")
+            .sync
+        };
+        let t1 = "2026-11-30T10:00:00.000000001Z";
+        let annotations = [("updated-at".to_owned(), t1.to_owned())].into();
+        let current = eso_resource_version(2, Some(&annotations), None);
+        let sync = stamped(t1, &current);
+        assert!(sync.synced_this_metadata && sync.ready == Some(true));
+        assert!(sync.has_synced(t1));
+        assert!(sync.has_synced("2026-11-30T09:59:59.999999999Z"));
+        assert!(!sync.has_synced("2026-11-30T10:00:00.000000002Z"));
+        // ESO synced the metadata before the stamp: not this refresh.
+        let before = eso_resource_version(2, None, None);
+        assert!(!stamped(t1, &before).has_synced(t1));
+        assert!(!stamped(t1, &format!("1-{}", &current[2..])).has_synced(t1));
     }
 
     fn indexed(spec: serde_json::Value) -> IndexedSecret {

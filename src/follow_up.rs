@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -32,11 +31,11 @@ pub struct FollowUp {
 /// How a followed refresh ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
-    /// ESO synced after the patch and the ExternalSecret is Ready.
+    /// ESO synced the patched object (it records a sync only when it succeeded).
     Confirmed,
-    /// ESO synced after the patch but the ExternalSecret is not Ready: it failed to fetch.
+    /// No sync in time, and the ExternalSecret is not Ready: ESO tried and failed to fetch.
     NotReady,
-    /// ESO did not report a sync in time.
+    /// No sync in time.
     TimedOut,
 }
 
@@ -68,8 +67,16 @@ impl FollowUp {
         }
     }
 
-    /// Records that `object` was patched at `patched_at` because of `why`, in the background.
-    pub fn refreshed(&self, object: ObjectReference, why: String, patched_at: DateTime<Utc>) {
+    /// Records that `object` was patched with `stamp` because of `why`, in the background,
+    /// and follows the ExternalSecrets the patch refreshes (the object itself, or a
+    /// ClusterExternalSecret's children in `followed`) until ESO syncs them.
+    pub fn refreshed(
+        &self,
+        object: ObjectReference,
+        why: String,
+        stamp: &str,
+        followed: impl IntoIterator<Item = SecretId>,
+    ) {
         if let Some(client) = self.client.clone() {
             let event = refresh_event(&object, truncate(why, 1024), &self.instance);
             let reference = object.clone();
@@ -90,86 +97,101 @@ impl FollowUp {
                 }
             });
         }
-        let (Some(timeout), Some(namespace), Some(name)) =
-            (self.confirm_timeout, &object.namespace, &object.name)
-        else {
+        let Some(timeout) = self.confirm_timeout else {
             return;
         };
-        if object.kind.as_deref() != Some("ExternalSecret") {
-            return;
+        for id in followed {
+            let (index, metrics, stamp) =
+                (self.index.clone(), self.metrics.clone(), stamp.to_owned());
+            self.runtime.spawn(async move {
+                let outcome = confirm(&index, &id, &stamp, timeout).await;
+                metrics
+                    .confirmations
+                    .get_or_create(&OutcomeLabels {
+                        outcome: outcome.label(),
+                    })
+                    .inc();
+                match outcome {
+                    Confirmation::Confirmed => {
+                        tracing::info!(external_secret = %id, %stamp, "refresh confirmed: ESO synced the patched object")
+                    }
+                    Confirmation::NotReady => tracing::warn!(external_secret = %id, %stamp, timeout_s = timeout.as_secs(), "ESO did not sync the refresh in time and the ExternalSecret is not Ready: it cannot fetch the value"),
+                    Confirmation::TimedOut => tracing::warn!(external_secret = %id, %stamp, timeout_s = timeout.as_secs(), "ESO did not sync the refresh in time"),
+                }
+            });
         }
-        let id = SecretId::new(namespace, name);
-        let (index, metrics) = (self.index.clone(), self.metrics.clone());
-        self.runtime.spawn(async move {
-            let outcome = confirm(&index, &id, patched_at, timeout).await;
-            metrics
-                .confirmations
-                .get_or_create(&OutcomeLabels {
-                    outcome: outcome.label(),
-                })
-                .inc();
-            match outcome {
-                Confirmation::Confirmed => tracing::info!(external_secret = %id, "refresh confirmed"),
-                Confirmation::NotReady => tracing::warn!(external_secret = %id, "ESO re-synced but the ExternalSecret is not Ready: the new value was not fetched"),
-                Confirmation::TimedOut => tracing::warn!(external_secret = %id, timeout_s = timeout.as_secs(), "ESO did not report a refresh in time"),
-            }
-        });
     }
 }
 
-/// An events.k8s.io/v1 Event about a refresh. Each is created anew (the server names it):
-/// their notes name different events, so there is no series to aggregate, and nothing is
-/// cached here.
+/// An events.k8s.io/v1 Event about a refresh. Each is created anew, their notes name different
+/// events, so there is no series to aggregate. Named as Kubernetes' own recorders name them,
+/// `<object>.<time in hex nanoseconds>`: unique, sorted by time, and a valid name (a
+/// `generateName` may not end in a dot).
 fn refresh_event(object: &ObjectReference, note: String, instance: &str) -> Event {
+    let now = k8s_openapi::jiff::Timestamp::now();
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}.", object.name.as_deref().unwrap_or(REPORTER))),
+            name: Some(event_name(
+                object.name.as_deref().unwrap_or(REPORTER),
+                now.as_nanosecond(),
+            )),
             namespace: object.namespace.clone(),
             ..ObjectMeta::default()
         },
-        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        event_time: Some(MicroTime(now)),
         action: Some("Refresh".into()),
         reason: Some(EVENT_REASON.into()),
         note: Some(note),
         regarding: Some(object.clone()),
         reporting_controller: Some(REPORTER.into()),
-        reporting_instance: Some(instance.to_owned()),
+        reporting_instance: Some(truncate(instance.to_owned(), 128)),
         type_: Some("Normal".into()),
         ..Event::default()
     }
 }
 
-/// Waits until the index shows ESO synced `id` after `patched_at`. ESO writes `refreshTime`
-/// with whole seconds, so a sync in the same second as the patch counts.
+/// `<object>.<hex nanoseconds>`, within the 253 characters of a DNS subdomain name: a long
+/// object name is cut, and not left ending in a dot or dash.
+fn event_name(object: &str, nanos: i128) -> String {
+    let suffix = format!(".{:x}", nanos.max(0));
+    let mut prefix = truncate(object.to_owned(), 253 - suffix.len());
+    while prefix.ends_with(['.', '-']) {
+        prefix.pop();
+    }
+    format!("{prefix}{suffix}")
+}
+
+/// Waits until the index shows that ESO synced `id` in a state carrying `stamp` (or a later
+/// one): its `status.syncedResourceVersion` names the very generation, labels and annotations
+/// the object then has. `status.refreshTime` cannot say that: it has whole seconds and marks
+/// the start of a reconcile, which may have read the object before the patch.
 pub async fn confirm(
     index: &SharedIndex,
     id: &SecretId,
-    patched_at: DateTime<Utc>,
+    stamp: &str,
     timeout: Duration,
 ) -> Confirmation {
-    let since = patched_at
-        .duration_trunc(TimeDelta::seconds(1))
-        .unwrap_or(patched_at);
     let mut changes = index.subscribe();
-    let outcome = async {
+    let synced = async {
         loop {
-            let secret = index.read(|index| index.get(id));
-            if let Some(secret) = secret
-                && secret.refreshed_at.is_some_and(|at| at >= since)
+            if index
+                .read(|index| index.get(id))
+                .is_some_and(|secret| secret.sync.has_synced(stamp))
             {
-                return match secret.ready {
-                    Some(true) => Confirmation::Confirmed,
-                    _ => Confirmation::NotReady,
-                };
+                return;
             }
             if changes.changed().await.is_err() {
-                return Confirmation::TimedOut;
+                std::future::pending::<()>().await;
             }
         }
     };
-    tokio::time::timeout(timeout, outcome)
-        .await
-        .unwrap_or(Confirmation::TimedOut)
+    match tokio::time::timeout(timeout, synced).await {
+        Ok(()) => Confirmation::Confirmed,
+        Err(_) => match index.read(|index| index.get(id)).and_then(|s| s.sync.ready) {
+            Some(false) => Confirmation::NotReady,
+            _ => Confirmation::TimedOut,
+        },
+    }
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -186,71 +208,85 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::external_secret::IndexedSecret;
+    use crate::external_secret::{IndexedSecret, SyncState};
 
-    fn secret(refreshed_at: Option<DateTime<Utc>>, ready: Option<bool>) -> IndexedSecret {
+    const STAMP: &str = "2026-11-30T10:00:00.000000002Z";
+    const EARLIER: &str = "2026-11-30T10:00:00.000000001Z";
+
+    fn secret(stamp: &str, synced_this_metadata: bool, ready: Option<bool>) -> IndexedSecret {
         IndexedSecret {
-            refreshed_at,
-            ready,
+            sync: SyncState {
+                stamp: Some(stamp.to_owned()),
+                synced_this_metadata,
+                ready,
+            },
             ..IndexedSecret::with_keys("a", "s", &["k"])
         }
     }
 
     #[tokio::test]
-    async fn confirms_when_eso_reports_a_later_sync() {
+    async fn confirms_once_eso_synced_the_patched_metadata() {
         let index = Arc::new(SharedIndex::default());
-        let patched_at = Utc::now();
-        index.write(|i| i.apply(secret(Some(patched_at - TimeDelta::minutes(5)), Some(true))));
+        index.write(|i| i.apply(secret(EARLIER, true, Some(true))));
         let waiting = {
             let index = index.clone();
             tokio::spawn(async move {
                 confirm(
                     &index,
                     &SecretId::new("a", "s"),
-                    patched_at,
+                    STAMP,
                     Duration::from_secs(5),
                 )
                 .await
             })
         };
+        // The patch lands: the stamp is there, ESO has not synced it yet.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        index.write(|i| i.apply(secret(Some(patched_at + TimeDelta::seconds(1)), Some(true))));
+        index.write(|i| i.apply(secret(STAMP, false, Some(true))));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "confirmed before ESO synced");
+        index.write(|i| i.apply(secret(STAMP, true, Some(true))));
         assert_eq!(waiting.await.unwrap(), Confirmation::Confirmed);
     }
 
-    #[tokio::test]
-    async fn a_sync_that_left_it_unready_is_reported() {
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_of_the_metadata_before_the_patch_does_not_count() {
         let index = SharedIndex::default();
-        let patched_at = Utc::now();
-        index.write(|i| {
-            i.apply(secret(
-                Some(patched_at + TimeDelta::seconds(2)),
-                Some(false),
-            ))
-        });
+        index.write(|i| i.apply(secret(EARLIER, true, Some(true))));
         let outcome = confirm(
             &index,
             &SecretId::new("a", "s"),
-            patched_at,
-            Duration::from_secs(1),
+            STAMP,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(outcome, Confirmation::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_sync_with_a_failing_fetch_is_not_ready() {
+        let index = SharedIndex::default();
+        index.write(|i| i.apply(secret(STAMP, false, Some(false))));
+        let outcome = confirm(
+            &index,
+            &SecretId::new("a", "s"),
+            STAMP,
+            Duration::from_secs(30),
         )
         .await;
         assert_eq!(outcome, Confirmation::NotReady);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn no_sync_times_out() {
-        let index = SharedIndex::default();
-        let patched_at = Utc::now();
-        index.write(|i| i.apply(secret(Some(patched_at - TimeDelta::hours(1)), Some(true))));
-        let outcome = confirm(
-            &index,
-            &SecretId::new("a", "s"),
-            patched_at,
-            Duration::from_secs(30),
-        )
-        .await;
-        assert_eq!(outcome, Confirmation::TimedOut);
+    #[test]
+    fn event_names_are_valid_names() {
+        assert_eq!(event_name("db", 255), "db.ff");
+        let long = format!("{}-{}", "a".repeat(240), "b".repeat(12));
+        let name = event_name(&long, i128::from(i64::MAX));
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(name.ends_with(".7fffffffffffffff"), "{name}");
+        // Cut right after a dash: the dash goes too.
+        let dashed = format!("{}-zzz", "a".repeat(250));
+        assert_eq!(event_name(&dashed, 1), format!("{}.1", "a".repeat(250)));
     }
 
     #[test]

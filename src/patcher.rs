@@ -17,10 +17,7 @@ use crate::metrics::{ErrorLabels, KindLabels, Metrics};
 use crate::plan::PatchTarget;
 use crate::stamp::Stamps;
 
-pub const UPDATED_BY: &str = "updated-by";
-pub const UPDATED_AT: &str = "updated-at";
-pub const UPDATED_BY_VALUE: &str = "externalsecret-updater";
-pub const FORCE_SYNC: &str = "external-secrets.io/force-sync";
+pub use crate::stamp::{FORCE_SYNC, UPDATED_AT, UPDATED_BY, UPDATED_BY_VALUE};
 pub const FIELD_MANAGER: &str = "eso-refresher";
 
 /// Patches sent at once; enough to hide API latency without flooding the API server.
@@ -55,8 +52,12 @@ pub struct ClusterPatcher {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
-    /// With a reference to the patched object, for Events about it.
-    Patched(Box<ObjectReference>),
+    /// With a reference to the patched object, for Events about it, and the stamp written,
+    /// to recognize ESO's sync of it.
+    Patched {
+        object: Box<ObjectReference>,
+        stamp: String,
+    },
     /// The object was deleted after it was indexed: nothing left to refresh.
     Gone,
     /// Dry run: the merge patch that would have been sent.
@@ -293,7 +294,7 @@ impl Patcher {
             .patch_duration
             .observe(started.elapsed().as_secs_f64());
         match &outcome {
-            Ok(Applied::Patched(_) | Applied::WouldPatch(_)) => {
+            Ok(Applied::Patched { .. } | Applied::WouldPatch(_)) => {
                 let kind = match target {
                     PatchTarget::ExternalSecret(_) => "ExternalSecret",
                     PatchTarget::ClusterExternalSecret(_) => "ClusterExternalSecret",
@@ -349,10 +350,10 @@ impl Patcher {
         let patch = Patch::Merge(&body);
         match tokio::time::timeout(ATTEMPT_TIMEOUT, api.patch(name, &params, &patch)).await {
             Err(_) => Err(PatchError::Timeout),
-            Ok(Ok(object)) => Ok(Applied::Patched(Box::new(object_reference(
-                &object,
-                resource_of(cluster, target),
-            )))),
+            Ok(Ok(object)) => Ok(Applied::Patched {
+                object: Box::new(object_reference(&object, resource_of(cluster, target))),
+                stamp: stamp.to_owned(),
+            }),
             Ok(Err(kube::Error::Api(status))) if is_object_not_found(&status, name) => {
                 Ok(Applied::Gone)
             }

@@ -150,7 +150,6 @@ impl Refresher {
                 .inc();
         }
 
-        let patch_started = chrono::Utc::now();
         let results = self
             .patcher
             .patch_all(
@@ -184,16 +183,21 @@ impl Refresher {
         } in results
         {
             let cause = targets.remove(&target).unwrap_or_default();
+            let followed = cause.via.clone();
             let mut entry = target_report(&target, cause);
             match result {
                 Ok(Applied::Gone) => {
                     entry.gone = true;
                     report.refreshed.push(entry);
                 }
-                Ok(Applied::Patched(object)) => {
+                Ok(Applied::Patched { object, stamp }) => {
                     if started_here {
-                        self.follow_up
-                            .refreshed(*object, why(&entry.keys, changes), patch_started);
+                        self.follow_up.refreshed(
+                            *object,
+                            why(&entry.keys, changes),
+                            &stamp,
+                            followed,
+                        );
                     }
                     report.refreshed.push(entry);
                     applied.push(target);

@@ -8,6 +8,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+/// The annotations a refresh writes: who asked, and the stamp that makes ESO re-sync.
+pub const UPDATED_BY: &str = "updated-by";
+pub const UPDATED_BY_VALUE: &str = "externalsecret-updater";
+pub const UPDATED_AT: &str = "updated-at";
+/// On a ClusterExternalSecret, which copies it to every ExternalSecret it owns.
+pub const FORCE_SYNC: &str = "external-secrets.io/force-sync";
+
 #[derive(Default)]
 pub struct Stamps {
     last_nanos: AtomicI64,

@@ -328,21 +328,30 @@ async fn confirmation_follows_the_refresh_until_eso_reports_it() {
     api.apply(external_secret("a", "ok").with_key("/k").build());
     api.apply(external_secret("a", "broken").with_key("/k").build());
     let mut config = config();
-    config.confirm_timeout = Some(Duration::from_secs(20));
+    config.confirm_timeout = Some(Duration::from_secs(2));
     let app = spawn_ready(&api, config).await;
     let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;
     assert_eq!(status, 200);
 
-    // ESO re-syncs: one comes back Ready, the other fails to fetch.
-    let later = (chrono::Utc::now() + chrono::TimeDelta::seconds(1))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    for (name, ready) in [("ok", "True"), ("broken", "False")] {
-        let mut object = api.get("ExternalSecret", Some("a"), name).unwrap();
-        object["status"] = json!({"refreshTime": later, "conditions": [{
-            "type": "Ready", "status": ready, "reason": "x", "message": "x",
-            "lastTransitionTime": later}]});
-        api.apply(object);
-    }
+    // ESO syncs the patched "ok" (recording the metadata it synced); "broken" fails to fetch,
+    // which ESO records as a Ready condition only.
+    let mut ok = api.get("ExternalSecret", Some("a"), "ok").unwrap();
+    let annotations: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(ok["metadata"]["annotations"].clone()).unwrap();
+    let synced = eso_refresher::external_secret::eso_resource_version(
+        ok["metadata"]["generation"].as_i64().unwrap(),
+        Some(&annotations),
+        None,
+    );
+    ok["status"] = json!({"syncedResourceVersion": synced, "conditions": [{
+        "type": "Ready", "status": "True", "reason": "SecretSynced", "message": "x",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+    api.apply(ok);
+    let mut broken = api.get("ExternalSecret", Some("a"), "broken").unwrap();
+    broken["status"] = json!({"conditions": [{
+        "type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "x",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+    api.apply(broken);
     wait_for("both outcomes", || async {
         let metrics = app.get("/metrics").await.text().await.unwrap();
         metrics.contains(r#"eso_refresher_confirmations_total{outcome="confirmed"} 1"#)

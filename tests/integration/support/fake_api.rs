@@ -463,6 +463,16 @@ impl Cluster {
     }
 
     fn store(&mut self, key: Key, mut object: Value, event: &'static str) -> Value {
+        // As the API server counts it for custom resources: 1 at creation, one more for each
+        // change of the spec; metadata and status leave it alone.
+        let generation = match self.objects.get(&key) {
+            None => 1,
+            Some(old) => {
+                let previous = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                previous + i64::from(old.get("spec") != object.get("spec"))
+            }
+        };
+        object["metadata"]["generation"] = json!(generation);
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         if object["metadata"]["creationTimestamp"].is_null() {
@@ -537,6 +547,34 @@ fn parse_resource_path(path: &str) -> Option<ResourcePath> {
         namespace,
         name,
     })
+}
+
+/// What the API server says of an object's `name` or `generateName` when it is not a DNS
+/// subdomain (a `generateName` may end in a dash: the random suffix follows it).
+fn invalid_name(metadata: &Value) -> Option<String> {
+    fn is_dns_subdomain(name: &str) -> bool {
+        let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        name.len() <= 253
+            && name.starts_with(alphanumeric)
+            && name.ends_with(alphanumeric)
+            && name
+                .chars()
+                .all(|c| alphanumeric(c) || c == '-' || c == '.')
+    }
+    match (metadata["name"].as_str(), metadata["generateName"].as_str()) {
+        (Some(name), _) if !is_dns_subdomain(name) => Some(format!(
+            "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+        )),
+        (Some(_), _) => None,
+        (None, Some(prefix)) => {
+            let masked = prefix.strip_suffix('-').map(|p| format!("{p}a"));
+            (!is_dns_subdomain(masked.as_deref().unwrap_or(prefix)))
+                .then(|| format!("metadata.generateName: Invalid value: {prefix:?}"))
+        }
+        (None, None) => {
+            Some("metadata.name: Required value: name or generateName is required".into())
+        }
+    }
 }
 
 fn json_response(code: u16, body: Value) -> HttpResponse {
@@ -692,6 +730,10 @@ async fn handle(
         let namespace = rest.split('/').next().unwrap_or_default().to_owned();
         event["metadata"]["namespace"] = json!(namespace);
         return match method.as_str() {
+            "POST" if invalid_name(&event["metadata"]).is_some() => {
+                let problem = invalid_name(&event["metadata"]).unwrap_or_default();
+                error(422, "Invalid", &format!("Event is invalid: {problem}"))
+            }
             "POST" => {
                 cluster.events.push(event.clone());
                 json_response(201, event)
