@@ -29,9 +29,9 @@ fn rule_in(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 /// Secrets. SecretStores are read to tell which provider each ExternalSecret uses.
 pub fn namespaced_rules() -> Vec<PolicyRule> {
     vec![
-        rule(&["externalsecrets"], &["get", "list", "watch", "patch"]),
+        rule(&["externalsecrets"], &["list", "watch", "patch"]),
         rule_in("events.k8s.io", &["events"], &["create"]),
-        rule(&["secretstores"], &["get", "list", "watch"]),
+        rule(&["secretstores"], &["list", "watch"]),
     ]
 }
 
@@ -40,7 +40,7 @@ pub fn namespaced_rules() -> Vec<PolicyRule> {
 pub fn cluster_rules() -> Vec<PolicyRule> {
     let mut rules = namespaced_rules();
     rules.push(rule(&["clusterexternalsecrets"], &["patch"]));
-    rules.push(rule(&["clustersecretstores"], &["get", "list", "watch"]));
+    rules.push(rule(&["clustersecretstores"], &["list", "watch"]));
     rules
 }
 
@@ -153,15 +153,12 @@ mod tests {
         );
         assert_eq!(
             rules[0]["verbs"],
-            serde_json::json!(["get", "list", "watch", "patch"])
+            serde_json::json!(["list", "watch", "patch"])
         );
         assert_eq!(rules[1]["apiGroups"], serde_json::json!(["events.k8s.io"]));
         assert_eq!(rules[1]["verbs"], serde_json::json!(["create"]));
         assert_eq!(rules[2]["resources"], serde_json::json!(["secretstores"]));
-        assert_eq!(
-            rules[2]["verbs"],
-            serde_json::json!(["get", "list", "watch"])
-        );
+        assert_eq!(rules[2]["verbs"], serde_json::json!(["list", "watch"]));
         assert_eq!(
             rules[3]["resources"],
             serde_json::json!(["clusterexternalsecrets"])

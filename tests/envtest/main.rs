@@ -1,0 +1,9 @@
+//! The real-cluster tier: the service binary against a real kube-apiserver and the real ESO
+//! controller, as a user runs it. See `tests/README.md` for what each tier covers.
+
+mod cluster_external_secrets;
+mod confirmation;
+mod outage;
+mod rbac;
+mod refresh;
+mod support;
