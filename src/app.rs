@@ -11,20 +11,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::cache_buster::CacheBuster;
-use crate::cluster;
+use crate::cluster::cache_buster::CacheBuster;
+use crate::cluster::follow_up::FollowUp;
+use crate::cluster::manifests;
+use crate::cluster::patcher::{ClusterPatcher, Destination, Patcher};
+use crate::cluster::watch as cluster;
 use crate::config::{Config, TlsFiles};
-use crate::dedupe::SeenEvents;
-use crate::external_secret::IndexedSecret;
-use crate::follow_up::FollowUp;
+use crate::core::dedupe::SeenEvents;
+use crate::core::external_secret::IndexedSecret;
+use crate::core::index::SharedIndex;
+use crate::core::store::{Backend, StoreId};
 use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, routes};
-use crate::index::SharedIndex;
-use crate::manifests;
-use crate::metrics::Metrics;
-use crate::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::refresher::Refresher;
-use crate::sns::SnsGate;
-use crate::store::{Backend, StoreId};
+use crate::senders::sns::SnsGate;
+use crate::telemetry::metrics::Metrics;
 
 /// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
 /// cache-buster patches are sent at once, in-flight webhooks get up to this long to finish

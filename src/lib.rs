@@ -1,31 +1,19 @@
 //! eso-refresher: refreshes Kubernetes ExternalSecrets the moment a secret manager announces
 //! that a secret changed.
 //!
-//! A webhook's body is read into changed keys ([`events`]), looked up in an index of every
-//! ExternalSecret's remote keys ([`index`]) that a watch keeps current ([`cluster`]), and each
-//! match is refreshed by a merge patch of its annotations ([`patcher`]).
+//! A webhook's body is read into changed keys by its sender ([`senders`]), looked up in an index
+//! of every ExternalSecret's remote keys ([`core`]) that a watch keeps current ([`cluster`]),
+//! and each match is refreshed by a merge patch of its annotations ([`cluster::patcher`]).
+//! [`http`] is the way in, [`config`] the settings, [`telemetry`] logs and metrics; [`app`]
+//! wires them together and [`refresher`] is one webhook's work.
 
 pub mod app;
-pub mod cache_buster;
 pub mod cluster;
 pub mod config;
-pub mod dedupe;
-pub mod duration;
-pub mod events;
-pub mod external_secret;
-pub mod follow_up;
+pub mod core;
 pub mod http;
-pub mod index;
-pub mod manifests;
-pub mod metrics;
-pub mod namespace_limit;
-pub mod patcher;
-pub mod plan;
-pub mod rbac;
 pub mod refresher;
-pub mod sns;
-pub mod stamp;
-pub mod store;
+pub mod senders;
 pub mod telemetry;
 
 /// Errors that stop the service from starting or running.

@@ -3,8 +3,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use eso_refresher::app::{Application, Source};
+use eso_refresher::cluster::rbac;
 use eso_refresher::config::{self, Config};
-use eso_refresher::{rbac, telemetry};
+use eso_refresher::telemetry;
 
 /// Refreshes Kubernetes ExternalSecrets the moment a secret manager announces a change.
 ///

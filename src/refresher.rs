@@ -7,15 +7,15 @@ use serde::Serialize;
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::cache_buster::CacheBuster;
-use crate::dedupe::SeenEvents;
-use crate::events::SecretChange;
-use crate::external_secret::SecretId;
-use crate::follow_up::FollowUp;
-use crate::index::SharedIndex;
-use crate::metrics::{Metrics, ReasonLabels};
-use crate::patcher::{Applied, Patched, Patcher};
-use crate::plan::{Cause, PatchTarget, RefreshPlan};
+use crate::cluster::cache_buster::CacheBuster;
+use crate::cluster::follow_up::FollowUp;
+use crate::cluster::patcher::{Applied, Patched, Patcher};
+use crate::core::change::SecretChange;
+use crate::core::dedupe::SeenEvents;
+use crate::core::external_secret::SecretId;
+use crate::core::index::SharedIndex;
+use crate::core::plan::{Cause, PatchTarget, RefreshPlan};
+use crate::telemetry::metrics::{Metrics, ReasonLabels};
 
 /// How long a webhook may spend patching: senders give up on a request after about 30 s.
 pub const WEBHOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -48,7 +48,7 @@ pub struct RefreshReport {
     pub duplicates: Vec<String>,
     /// Events acknowledged without a refresh (deletions, failures, reminders).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ignored: Vec<crate::events::Ignored>,
+    pub ignored: Vec<crate::core::change::Ignored>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_buster: Option<CacheBusterReport>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -228,7 +228,7 @@ impl Refresher {
         let not_permitted = report
             .skipped
             .iter()
-            .filter(|s| s.code == crate::namespace_limit::NOT_PERMITTED)
+            .filter(|s| s.code == crate::core::plan::NOT_PERMITTED)
             .flat_map(|s| s.keys.iter().map(String::as_str));
         let failed_keys: HashSet<&str> = report
             .failed

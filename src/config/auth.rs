@@ -7,8 +7,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::ConfigError;
-use crate::duration;
-use crate::events::Provider;
+use crate::core::duration;
+use crate::senders::Provider;
 
 pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(3600);

@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::sns::SnsError;
+use crate::senders::sns::SnsError;
 
 /// Seconds a sender should wait before re-delivering after a 503.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
@@ -33,7 +33,7 @@ pub enum ApiError {
     #[error("{count} events in one request; at most {limit} are accepted")]
     TooManyEvents { count: usize, limit: usize },
     #[error(transparent)]
-    Sns(#[from] crate::sns::SnsError),
+    Sns(#[from] crate::senders::sns::SnsError),
 }
 
 impl ApiError {

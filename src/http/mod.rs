@@ -14,8 +14,8 @@ pub use throttle::AuthThrottle;
 
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
 use crate::refresher::Refresher;
+use crate::telemetry::metrics::Metrics;
 
 /// What every handler shares.
 pub struct AppState {
@@ -26,7 +26,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub max_events: usize,
     pub trust_forwarded_for: bool,
-    pub sns: crate::sns::SnsGate,
+    pub sns: crate::senders::sns::SnsGate,
 }
 
 impl AppState {
@@ -119,7 +119,7 @@ pub async fn count_requests(
     .to_owned();
     let response = next.call(request).await?;
     if let Some(metrics) = metrics {
-        let labels = crate::metrics::RequestLabels {
+        let labels = crate::telemetry::metrics::RequestLabels {
             route,
             method,
             status: response.status().as_u16(),

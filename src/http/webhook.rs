@@ -6,8 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use super::AppState;
 use super::auth::{BeforeBody, Refusal};
 use super::error::{ApiError, RETRY_AFTER_SECONDS};
-use crate::events::{Notification, Provider};
+use crate::core::change::Notification;
 use crate::refresher::RefreshReport;
+use crate::senders::Provider;
 
 /// How long a client may take to send the body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -195,7 +196,7 @@ fn read(
     body: &[u8],
     provider: Option<Provider>,
 ) -> Result<Notification, ApiError> {
-    let bad = |e: crate::events::PayloadError| ApiError::BadRequest(e.to_string());
+    let bad = |e: crate::core::change::PayloadError| ApiError::BadRequest(e.to_string());
     let headers = request.headers();
     if headers.contains_key("ce-specversion")
         && matches!(provider, None | Some(Provider::CloudEvents))

@@ -59,7 +59,7 @@ fn prints_rbac_for_the_configured_scope() {
         String::from_utf8_lossy(&output.stderr)
     );
     let yaml = String::from_utf8(output.stdout).unwrap();
-    let objects = eso_refresher::manifests::parse_documents(&yaml).unwrap();
+    let objects = eso_refresher::cluster::manifests::parse_documents(&yaml).unwrap();
     let described: Vec<String> = objects
         .iter()
         .map(|o| {

@@ -155,7 +155,7 @@ async fn the_openapi_description_lists_exactly_the_served_routes() {
         .collect();
     served.sort();
     assert_eq!(described, served);
-    let providers: Vec<&str> = eso_refresher::events::Provider::ALL
+    let providers: Vec<&str> = eso_refresher::senders::Provider::ALL
         .iter()
         .map(|p| p.name())
         .collect();

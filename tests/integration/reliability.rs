@@ -338,7 +338,7 @@ async fn confirmation_follows_the_refresh_until_eso_reports_it() {
     let mut ok = api.get("ExternalSecret", Some("a"), "ok").unwrap();
     let annotations: std::collections::BTreeMap<String, String> =
         serde_json::from_value(ok["metadata"]["annotations"].clone()).unwrap();
-    let synced = eso_refresher::external_secret::eso_resource_version(
+    let synced = eso_refresher::core::external_secret::eso_resource_version(
         ok["metadata"]["generation"].as_i64().unwrap(),
         Some(&annotations),
         None,

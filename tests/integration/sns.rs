@@ -15,7 +15,7 @@ struct Sns {
 
 /// An ExternalSecret that the SNS notification fixture's secret refreshes, the service, and a
 /// local SNS stand-in; `adjust` changes the SNS settings.
-async fn start(adjust: impl FnOnce(&mut eso_refresher::sns::SnsSettings)) -> Sns {
+async fn start(adjust: impl FnOnce(&mut eso_refresher::senders::sns::SnsSettings)) -> Sns {
     let api = FakeApiServer::start().await;
     api.apply(
         external_secret("aws", "db")

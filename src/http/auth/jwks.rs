@@ -59,9 +59,7 @@ pub struct JwksTokens {
 }
 
 fn http_client() -> Option<reqwest::Client> {
-    // The TLS stack has no provider of its own; ring is the one the server uses. Installing
-    // it twice is harmless (the first one stays).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .redirect(reqwest::redirect::Policy::limited(3))

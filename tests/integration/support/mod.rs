@@ -31,7 +31,7 @@ pub fn config() -> Config {
         trust_forwarded_for: false,
         tls: None,
         confirm_timeout: None,
-        sns: eso_refresher::sns::SnsSettings::default(),
+        sns: eso_refresher::senders::sns::SnsSettings::default(),
     }
 }
 
@@ -304,7 +304,7 @@ pub fn eso_example(file: &str, namespace: &str) -> Value {
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).expect("fixture");
-    let objects = eso_refresher::manifests::parse_documents(&text).expect("parses");
+    let objects = eso_refresher::cluster::manifests::parse_documents(&text).expect("parses");
     let mut object = serde_json::to_value(&objects[0]).expect("serializes");
     object["metadata"]["namespace"] = json!(namespace);
     object

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::fake_api::serve_on_loopback;
 use base64::Engine;
-use eso_refresher::sns::SnsSettings;
+use eso_refresher::senders::sns::SnsSettings;
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls::pki_types::PrivateKeyDer;

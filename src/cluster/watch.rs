@@ -11,10 +11,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::external_secret::{IndexedSecret, SecretId};
-use crate::index::SharedIndex;
-use crate::metrics::Metrics;
-use crate::store::{Backend, StoreId};
+use crate::core::external_secret::{IndexedSecret, SecretId};
+use crate::core::index::SharedIndex;
+use crate::core::store::{Backend, StoreId};
+use crate::telemetry::metrics::Metrics;
 
 pub const GROUP: &str = "external-secrets.io";
 /// For every request but the watch, which is long-lived by design.

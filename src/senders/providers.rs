@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::{Notification, Origin, PayloadError, SecretChange};
+use crate::core::store::aws_secret_name;
 
 pub(super) fn shape(message: impl Into<String>) -> PayloadError {
     PayloadError::Shape(message.into())
@@ -58,25 +59,6 @@ fn one_or_many(value: Value) -> Vec<Value> {
 
 pub(super) fn json(body: &[u8]) -> Result<Value, PayloadError> {
     serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))
-}
-
-/// An AWS Secrets Manager name from a name or an ARN. Secrets Manager appends "-" and six
-/// random characters to the name in an ARN.
-pub fn aws_secret_name(id: &str) -> String {
-    match id.strip_prefix("arn:") {
-        Some(_) => {
-            let name = id.splitn(7, ':').nth(6).unwrap_or(id);
-            match name.rsplit_once('-') {
-                Some((stem, suffix))
-                    if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
-                {
-                    stem.to_owned()
-                }
-                _ => name.to_owned(),
-            }
-        }
-        None => id.to_owned(),
-    }
 }
 
 /// AWS Secrets Manager via EventBridge (as an API destination sends it: one event, or an
@@ -429,7 +411,7 @@ pub fn generic(body: &[u8]) -> Result<Notification, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::fixture;
+    use crate::senders::fixture;
 
     #[test]
     fn aws_names_drop_the_arn_and_its_random_suffix() {

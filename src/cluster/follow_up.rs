@@ -9,9 +9,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 
-use crate::external_secret::SecretId;
-use crate::index::SharedIndex;
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::core::external_secret::SecretId;
+use crate::core::index::SharedIndex;
+use crate::telemetry::metrics::{Metrics, OutcomeLabels};
 
 pub const EVENT_REASON: &str = "RefreshRequested";
 const REPORTER: &str = "eso-refresher";
@@ -208,7 +208,7 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::external_secret::{IndexedSecret, SyncState};
+    use crate::core::external_secret::{IndexedSecret, SyncState};
 
     const STAMP: &str = "2026-11-30T10:00:00.000000002Z";
     const EARLIER: &str = "2026-11-30T10:00:00.000000001Z";

@@ -119,11 +119,7 @@ impl SnsGate {
     fn http(&self) -> Result<&reqwest::Client, String> {
         self.http
             .get_or_init(|| {
-                // reqwest is built without a default crypto provider; use ring, as the server
-                // does. (Installing fails harmlessly when one is installed already.)
-                if rustls::crypto::CryptoProvider::get_default().is_none() {
-                    let _ = rustls::crypto::ring::default_provider().install_default();
-                }
+                crate::install_crypto_provider();
                 reqwest::Client::builder()
                     .timeout(FETCH_TIMEOUT)
                     .connect_timeout(CONNECT_TIMEOUT)

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::patcher::{Applied, Patcher};
-use crate::plan::PatchTarget;
+use crate::cluster::patcher::{Applied, Patcher};
+use crate::core::plan::PatchTarget;
 
 pub struct CacheBuster {
     wait: Duration,
@@ -94,10 +94,10 @@ impl CacheBuster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::external_secret::SecretId;
+    use crate::core::external_secret::SecretId;
 
     fn dry_run() -> Arc<Patcher> {
-        Patcher::new(crate::patcher::Destination::DryRun, Arc::default())
+        Patcher::new(crate::cluster::patcher::Destination::DryRun, Arc::default())
     }
 
     fn targets(n: usize) -> Vec<PatchTarget> {

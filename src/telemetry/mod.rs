@@ -1,4 +1,6 @@
-//! Logging: `RUST_LOG` picks what is logged, `LOG_FORMAT` how.
+//! Telemetry: logging (`RUST_LOG` picks what is logged, `LOG_FORMAT` how) and metrics.
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 

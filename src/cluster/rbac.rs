@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::cluster::GROUP;
+use crate::cluster::watch::GROUP;
 
 pub const NAME: &str = "eso-refresher";
 
@@ -208,7 +208,7 @@ mod tests {
             yaml.starts_with("---\napiVersion: v1\nkind: ServiceAccount"),
             "{yaml}"
         );
-        let parsed = crate::manifests::parse_documents(&yaml).expect("valid YAML");
+        let parsed = crate::cluster::manifests::parse_documents(&yaml).expect("valid YAML");
         assert_eq!(parsed.len(), 3);
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{Origin, PayloadError, SecretChange};
-use crate::external_secret::normalize_key;
+use crate::core::external_secret::normalize_key;
 
 /// Reads every event in `body`; one malformed event rejects the whole body, so the sender
 /// learns about it instead of having part of its batch silently dropped.
@@ -105,7 +105,7 @@ fn optional_text(event: &Map<String, Value>, field: &str) -> Result<Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::fixture;
+    use crate::senders::fixture;
 
     fn keys(changes: &[SecretChange]) -> Vec<&str> {
         changes.iter().map(|c| c.key.as_str()).collect()

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use crate::events::Origin;
-use crate::events::providers::aws_secret_name;
-use crate::external_secret::{RemoteKey, normalize_key};
+use crate::core::change::Origin;
+use crate::core::external_secret::{RemoteKey, normalize_key};
 
 /// A SecretStore (in a namespace) or a ClusterSecretStore (`namespace: None`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -116,6 +115,24 @@ fn folder_of(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// An AWS Secrets Manager name from a name or an ARN. Secrets Manager appends "-" and six
+/// random characters to the name in an ARN.
+pub fn aws_secret_name(id: &str) -> String {
+    match id.strip_prefix("arn:") {
+        Some(_) => {
+            let name = id.splitn(7, ':').nth(6).unwrap_or(id);
+            match name.rsplit_once('-') {
+                Some((stem, suffix))
+                    if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                {
+                    stem.to_owned()
+                }
+                _ => name.to_owned(),
+            }
+        }
+        None => id.to_owned(),
+    }
+}
 /// `S` of `projects/P/secrets/S[/versions/V]` or `projects/P/locations/L/secrets/S[/…]`.
 pub fn gcp_secret_name(name: &str) -> Option<&str> {
     match name.split('/').collect::<Vec<_>>().as_slice() {
@@ -323,7 +340,7 @@ fn vault_name(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::external_secret::tests::object;
+    use crate::core::external_secret::tests::object;
     use serde_json::json;
 
     fn backend(provider: Value) -> Backend {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::duration;
-use crate::sns::SnsSettings;
+use crate::core::duration;
+use crate::senders::sns::SnsSettings;
 
 pub mod auth;
 
@@ -460,8 +460,8 @@ fn sns_settings(
                 })?,
         ),
     };
-    let max_age =
-        duration_setting(max_age, "AWS_SNS_MAX_AGE")?.unwrap_or(crate::sns::DEFAULT_MAX_AGE);
+    let max_age = duration_setting(max_age, "AWS_SNS_MAX_AGE")?
+        .unwrap_or(crate::senders::sns::DEFAULT_MAX_AGE);
     if max_age.is_zero() {
         return Err(ConfigError::Invalid {
             name: "AWS_SNS_MAX_AGE",

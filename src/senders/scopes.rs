@@ -77,7 +77,7 @@ pub fn infisical(body: &[u8]) -> Result<Notification, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::fixture;
+    use crate::senders::fixture;
 
     #[test]
     fn doppler_names_a_project_config() {

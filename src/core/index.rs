@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::events::{Origin, SecretChange};
-use crate::external_secret::{IndexedSecret, RemoteKey, SecretId, normalize_key};
-use crate::store::{Backend, StoreId};
+use crate::core::change::{Origin, SecretChange};
+use crate::core::external_secret::{IndexedSecret, RemoteKey, SecretId, normalize_key};
+use crate::core::store::{Backend, StoreId};
 
 #[derive(Default)]
 pub struct RefreshIndex {
@@ -446,7 +446,7 @@ impl SharedIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::external_secret::FindRule;
+    use crate::core::external_secret::FindRule;
 
     fn secret(namespace: &str, name: &str, keys: &[&str]) -> IndexedSecret {
         IndexedSecret::with_keys(namespace, name, keys)

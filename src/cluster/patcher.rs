@@ -13,11 +13,11 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::metrics::{ErrorLabels, KindLabels, Metrics};
-use crate::plan::PatchTarget;
-use crate::stamp::Stamps;
+use crate::core::plan::PatchTarget;
+use crate::core::stamp::Stamps;
+use crate::telemetry::metrics::{ErrorLabels, KindLabels, Metrics};
 
-pub use crate::stamp::{FORCE_SYNC, UPDATED_AT, UPDATED_BY, UPDATED_BY_VALUE};
+pub use crate::core::stamp::{FORCE_SYNC, UPDATED_AT, UPDATED_BY, UPDATED_BY_VALUE};
 pub const FIELD_MANAGER: &str = "eso-refresher";
 
 /// Patches sent at once; enough to hide API latency without flooding the API server.
@@ -396,7 +396,7 @@ fn is_object_not_found(status: &kube::core::Status, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::external_secret::SecretId;
+    use crate::core::external_secret::SecretId;
 
     #[test]
     fn bodies_touch_only_annotations() {

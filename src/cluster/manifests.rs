@@ -72,6 +72,53 @@ pub fn parse_documents(text: &str) -> Result<Vec<DynamicObject>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::external_secret::IndexedSecret;
+    use crate::core::store::StoreId;
+
+    #[test]
+    fn eso_example_manifests_are_indexed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eso/examples");
+        let read = |file: &str| {
+            let text = std::fs::read_to_string(format!("{dir}/{file}")).expect(file);
+            let objects = parse_documents(&text).expect(file);
+            IndexedSecret::from_object(&objects[0]).expect("named")
+        };
+        assert_eq!(
+            read("akeyless-external-secret.yaml").key_names(),
+            ["db-username", "db-password"]
+        );
+        assert_eq!(
+            read("akeyless-external-secret-json.yaml").key_names(),
+            ["database-credentials"]
+        );
+        let finder = read("getallsecrets-find-by-name.yaml");
+        assert!(finder.matches_find("team/api-key"));
+        assert!(!finder.matches_find("team/password"));
+    }
+
+    #[test]
+    fn every_field_of_the_v1_schema_is_understood() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/eso/skeletons/externalsecret-v1.yaml"
+        );
+        let text = std::fs::read_to_string(path).expect("skeleton");
+        let mut objects = parse_documents(&text).expect("parses");
+        objects[0].metadata.name = Some("skeleton".into());
+        let secret = IndexedSecret::from_object(&objects[0]).expect("named");
+        assert!(secret.problems.is_empty(), "{:?}", secret.problems);
+        assert_eq!(secret.key_names(), ["string"]);
+        assert_eq!(
+            secret.keys[0].store,
+            Some(StoreId::namespaced("default", "string"))
+        );
+        // Its dataFrom entry names a generator, which ESO reads instead of the store.
+        assert!(secret.finds.is_empty());
+        assert!(
+            secret.skip_reason.is_some(),
+            "the skeleton says CreatedOnce"
+        );
+    }
 
     #[test]
     fn reads_multi_document_yaml_with_doc_markers() {

@@ -8,8 +8,8 @@ use kube::api::DynamicObject;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::duration::{self, DurationError};
-use crate::store::StoreId;
+use crate::core::duration::{self, DurationError};
+use crate::core::store::StoreId;
 
 /// An ExternalSecret with this annotation set to "true" is never refreshed by webhooks.
 pub const IGNORE_ANNOTATION: &str = "eso-refresher/ignore";
@@ -224,9 +224,9 @@ impl SyncState {
         let metadata = &object.metadata;
         let status = &object.data["status"];
         let stamp_annotation = if has_parent {
-            crate::stamp::FORCE_SYNC
+            crate::core::stamp::FORCE_SYNC
         } else {
-            crate::stamp::UPDATED_AT
+            crate::core::stamp::UPDATED_AT
         };
         let synced_this_metadata = status["syncedResourceVersion"]
             .as_str()
@@ -692,27 +692,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn eso_example_manifests_are_indexed() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/eso/examples");
-        let read = |file: &str| {
-            let text = std::fs::read_to_string(format!("{dir}/{file}")).expect(file);
-            let objects = crate::manifests::parse_documents(&text).expect(file);
-            IndexedSecret::from_object(&objects[0]).expect("named")
-        };
-        assert_eq!(
-            read("akeyless-external-secret.yaml").key_names(),
-            ["db-username", "db-password"]
-        );
-        assert_eq!(
-            read("akeyless-external-secret-json.yaml").key_names(),
-            ["database-credentials"]
-        );
-        let finder = read("getallsecrets-find-by-name.yaml");
-        assert!(finder.matches_find("team/api-key"));
-        assert!(!finder.matches_find("team/password"));
-    }
-
-    #[test]
     fn each_key_is_read_from_its_entrys_store_or_the_default_one() {
         let secret = indexed(json!({
             "secretStoreRef": {"name": "default-store"},
@@ -746,29 +725,5 @@ pub(crate) mod tests {
         );
         assert_eq!(secret.stores().count(), 3, "each store once");
         assert!(secret.problems.is_empty());
-    }
-
-    #[test]
-    fn every_field_of_the_v1_schema_is_understood() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/eso/skeletons/externalsecret-v1.yaml"
-        );
-        let text = std::fs::read_to_string(path).expect("skeleton");
-        let mut objects = crate::manifests::parse_documents(&text).expect("parses");
-        objects[0].metadata.name = Some("skeleton".into());
-        let secret = IndexedSecret::from_object(&objects[0]).expect("named");
-        assert!(secret.problems.is_empty(), "{:?}", secret.problems);
-        assert_eq!(secret.key_names(), ["string"]);
-        assert_eq!(
-            secret.keys[0].store,
-            Some(StoreId::namespaced("default", "string"))
-        );
-        // Its dataFrom entry names a generator, which ESO reads instead of the store.
-        assert!(secret.finds.is_empty());
-        assert!(
-            secret.skip_reason.is_some(),
-            "the skeleton says CreatedOnce"
-        );
     }
 }

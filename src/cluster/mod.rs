@@ -1,0 +1,10 @@
+//! Kubernetes: the watch that fills the index, the patches, what follows them (Events,
+//! confirmation, the cache buster), the RBAC the service needs, and manifest files read
+//! instead of a cluster.
+
+pub mod cache_buster;
+pub mod follow_up;
+pub mod manifests;
+pub mod patcher;
+pub mod rbac;
+pub mod watch;
