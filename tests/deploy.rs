@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+#[path = "deploy/image.rs"]
+mod image;
 #[path = "deploy/ingress.rs"]
 mod ingress;
 
