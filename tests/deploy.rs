@@ -16,6 +16,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 mod image;
 #[path = "deploy/ingress.rs"]
 mod ingress;
+#[path = "deploy/readme.rs"]
+mod readme;
 
 /// Every kustomization a user may apply.
 const OVERLAYS: [&str; 5] = [
