@@ -530,18 +530,18 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_stage() {
-        let root = Path::new("/tmp/stage");
+        let root = Path::new("/stage");
         assert_eq!(
             inside(root, Path::new("/src"), "target/release/x"),
-            Path::new("/tmp/stage/src/target/release/x")
+            Path::new("/stage/src/target/release/x")
         );
         assert_eq!(
             inside(root, Path::new("/src"), "/eso-refresher"),
-            Path::new("/tmp/stage/eso-refresher")
+            Path::new("/stage/eso-refresher")
         );
         assert_eq!(
             inside(root, Path::new("/src"), "./"),
-            Path::new("/tmp/stage/src")
+            Path::new("/stage/src")
         );
     }
 }
