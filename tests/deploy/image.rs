@@ -6,8 +6,10 @@
 //! paths. `target` in the stage's WORKDIR is a link to a directory under this build's target
 //! directory, so release dependencies compile once per machine; the toolchain is the local one.
 //! The crate itself is compiled in release mode each time, as the Dockerfile asks (some minutes
-//! on two cores); `SKIP_IMAGE_BUILD=1` skips that outside CI.
+//! on two cores), so it runs under CI or with `IMAGE_BUILD=1` (`task image-check`); elsewhere
+//! it says in one line that it was skipped.
 
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
@@ -357,12 +359,12 @@ fn the_image_builds_from_what_the_dockerfile_copies() {
     if tool("cargo").is_none() {
         return;
     }
-    if std::env::var_os("SKIP_IMAGE_BUILD").is_some() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the image build is not skipped under CI"
+    if std::env::var_os("CI").is_none() && std::env::var_os("IMAGE_BUILD").is_none() {
+        // Past the harness's capture: a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: the image build (a release build, some minutes) runs under CI or with IMAGE_BUILD=1"
         );
-        eprintln!("skipped: SKIP_IMAGE_BUILD is set");
         return;
     }
     let dockerfile =
