@@ -23,7 +23,7 @@ use crate::core::index::SharedIndex;
 use crate::core::store::{Backend, StoreId};
 use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, routes};
 use crate::refresher::Refresher;
-use crate::senders::sns::SnsGate;
+use crate::senders::Inbox;
 use crate::telemetry::metrics::Metrics;
 
 /// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
@@ -198,7 +198,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_events: config.max_events,
             trust_forwarded_for: config.trust_forwarded_for,
-            sns: SnsGate::new(config.sns.clone()),
+            inbox: Inbox::new(config.sns.clone()),
         });
 
         let listener =

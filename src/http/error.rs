@@ -36,6 +36,15 @@ pub enum ApiError {
     Sns(#[from] crate::senders::sns::SnsError),
 }
 
+impl From<crate::senders::ReadError> for ApiError {
+    fn from(error: crate::senders::ReadError) -> ApiError {
+        match error {
+            crate::senders::ReadError::Payload(error) => ApiError::BadRequest(error.to_string()),
+            crate::senders::ReadError::Sns(error) => ApiError::Sns(error),
+        }
+    }
+}
+
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {

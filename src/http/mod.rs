@@ -26,7 +26,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub max_events: usize,
     pub trust_forwarded_for: bool,
-    pub sns: crate::senders::sns::SnsGate,
+    pub inbox: crate::senders::Inbox,
 }
 
 impl AppState {

@@ -6,9 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use super::AppState;
 use super::auth::{BeforeBody, Refusal};
 use super::error::{ApiError, RETRY_AFTER_SECONDS};
-use crate::core::change::Notification;
 use crate::refresher::RefreshReport;
 use crate::senders::Provider;
+use crate::senders::Reading;
 
 /// How long a client may take to send the body.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -147,27 +147,17 @@ async fn handle(
             .with_body(request, &body, route, so_far)
             .map_err(refused)?,
     };
-    if matches!(provider, None | Some(Provider::Aws)) {
-        let announced = request
+    let header = |name: &str| {
+        request
             .headers()
-            .get("x-amz-sns-message-type")
-            .and_then(|v| v.to_str().ok());
-        let aws_event = provider.is_some() || Provider::detect(&body) == Provider::Aws;
-        if let Some(reply) = state.sns.screen(&body, announced, aws_event).await? {
-            return Ok(Answer::Reply(reply));
-        }
-    }
-    let notification = read(request, &body, provider)?;
-    if let Some(reply) = notification.reply {
-        return Ok(Answer::Reply(reply));
-    }
-    if let Some(url) = &notification.confirm_subscription {
-        // Confirming means fetching a URL the body names; an operator does it, from the log.
-        tracing::warn!(subscribe_url = %url, "SNS asks to confirm a subscription: open the SubscribeURL (or confirm it in the AWS console)");
-        return Ok(Answer::Reply(serde_json::json!({
-            "subscriptionConfirmation": "received; confirm it with the SubscribeURL, which is logged"
-        })));
-    }
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let notification = match state.inbox.read(provider, header, &body).await? {
+        Reading::Reply(reply) => return Ok(Answer::Reply(reply)),
+        Reading::Notification(notification) => notification,
+    };
     let count = notification.changes.len() + notification.ignored.len();
     if count > state.max_events {
         return Err(ApiError::TooManyEvents {
@@ -187,33 +177,4 @@ async fn handle(
     report.events += notification.ignored.len();
     report.ignored = notification.ignored;
     Ok(Answer::Report(report))
-}
-
-/// Reads the body as `provider`'s, or recognizes the provider by its shape. A CloudEvent in
-/// binary mode is in the `ce-*` headers, not the body.
-fn read(
-    request: &HttpRequest,
-    body: &[u8],
-    provider: Option<Provider>,
-) -> Result<Notification, ApiError> {
-    let bad = |e: crate::core::change::PayloadError| ApiError::BadRequest(e.to_string());
-    let headers = request.headers();
-    if headers.contains_key("ce-specversion")
-        && matches!(provider, None | Some(Provider::CloudEvents))
-    {
-        let mut event = serde_json::Map::new();
-        for name in ["specversion", "type", "source", "id", "subject"] {
-            if let Some(value) = headers
-                .get(format!("ce-{name}"))
-                .and_then(|v| v.to_str().ok())
-            {
-                event.insert(name.to_owned(), value.into());
-            }
-        }
-        let mut notification = Notification::default();
-        notification.push_cloudevent(&event, 0).map_err(bad)?;
-        return Ok(notification);
-    }
-    let provider = provider.unwrap_or_else(|| Provider::detect(body));
-    provider.parse(body).map_err(bad)
 }

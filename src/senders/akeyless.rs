@@ -3,14 +3,32 @@
 
 use serde_json::{Map, Value};
 
-use super::{Origin, PayloadError, SecretChange};
+use super::{Notification, Origin, PayloadError, SecretChange, Sender};
 use crate::core::external_secret::normalize_key;
+
+pub struct Akeyless;
+
+impl Sender for Akeyless {
+    fn name(&self) -> &'static str {
+        "akeyless"
+    }
+
+    /// A forwarded event (`item_name`) or grouped events (`Akeyless_Events`).
+    fn recognizes(&self, first: &Value) -> bool {
+        first.get("item_name").is_some() || first.get("Akeyless_Events").is_some()
+    }
+
+    fn parse(&self, body: &Value) -> Result<Notification, PayloadError> {
+        Ok(Notification {
+            changes: read(body)?,
+            ..Notification::default()
+        })
+    }
+}
 
 /// Reads every event in `body`; one malformed event rejects the whole body, so the sender
 /// learns about it instead of having part of its batch silently dropped.
-pub fn parse(body: &[u8]) -> Result<Vec<SecretChange>, PayloadError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+pub fn read(value: &Value) -> Result<Vec<SecretChange>, PayloadError> {
     let changes = match value {
         Value::Array(events) => events
             .iter()
@@ -25,7 +43,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SecretChange>, PayloadError> {
         Value::Object(object) => match object.get("Akeyless_Events") {
             Some(groups) => grouped_events(groups)?,
             None if object.contains_key("item_name") => {
-                vec![forwarded_event(&object).map_err(shape)?]
+                vec![forwarded_event(object).map_err(shape)?]
             }
             None => return Err(shape(UNRECOGNIZED.to_owned())),
         },
@@ -106,6 +124,11 @@ fn optional_text(event: &Map<String, Value>, field: &str) -> Result<Option<Strin
 mod tests {
     use super::*;
     use crate::senders::fixture;
+    use crate::senders::read::json;
+
+    fn parse(body: &[u8]) -> Result<Vec<SecretChange>, PayloadError> {
+        read(&json(body)?)
+    }
 
     fn keys(changes: &[SecretChange]) -> Vec<&str> {
         changes.iter().map(|c| c.key.as_str()).collect()

@@ -1,75 +1,95 @@
-//! The senders: each secret manager's webhook bodies, read into "this secret changed".
+//! The senders: one module per secret manager (or protocol), each reading its own webhook
+//! bodies into "this secret changed". [`SENDERS`] lists them once; routes, detection on
+//! `POST /webhook` and per-route settings all come from that list.
+//!
+//! Adding a sender: a module here with a type implementing [`Sender`], and one line in
+//! [`SENDERS`].
 
 pub mod akeyless;
-pub mod providers;
-pub mod scopes;
-pub mod sns;
+pub mod aws;
+pub mod azure;
+pub mod cloudevents;
+pub mod doppler;
+pub mod gcp;
+pub mod generic;
+pub mod infisical;
+mod read;
+pub mod vault;
+
+use std::fmt;
 
 use serde_json::Value;
 
 pub use crate::core::change::{Ignored, Notification, Origin, PayloadError, SecretChange};
+pub use aws::sns;
 
-/// The senders eso-refresher understands, each at `/webhook/<name>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    Akeyless,
-    Aws,
-    Gcp,
-    Azure,
-    Vault,
-    CloudEvents,
-    Generic,
-    Doppler,
-    Infisical,
+/// A secret manager, or a protocol, that announces changes by webhook.
+pub trait Sender: Sync {
+    /// Its route, `POST /webhook/<name>`, and its settings' suffix, `WEBHOOK_AUTH_<NAME>`.
+    fn name(&self) -> &'static str;
+
+    /// Whether a body (its first event, for an array) has this sender's shape: how
+    /// `POST /webhook` tells senders apart.
+    fn recognizes(&self, first: &Value) -> bool;
+
+    /// Reads a body of this sender's, parsed once by the caller.
+    fn parse(&self, body: &Value) -> Result<Notification, PayloadError>;
+
+    /// A shape other senders' bodies may have too (an Azure or Vault event is also a
+    /// CloudEvent): `POST /webhook` tries such senders after all the others.
+    fn shared_shape(&self) -> bool {
+        false
+    }
+}
+
+/// Every sender.
+pub const SENDERS: [Provider; 9] = [
+    Provider(&akeyless::Akeyless),
+    Provider(&aws::Aws),
+    Provider(&gcp::Gcp),
+    Provider(&azure::Azure),
+    Provider(&vault::Vault),
+    Provider(&cloudevents::CloudEvents),
+    Provider(&generic::Generic),
+    Provider(&doppler::Doppler),
+    Provider(&infisical::Infisical),
+];
+
+/// One of [`SENDERS`].
+#[derive(Clone, Copy)]
+pub struct Provider(&'static dyn Sender);
+
+impl PartialEq for Provider {
+    fn eq(&self, other: &Provider) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Provider {}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Provider {
-    pub const ALL: [Provider; 9] = [
-        Provider::Akeyless,
-        Provider::Aws,
-        Provider::Gcp,
-        Provider::Azure,
-        Provider::Vault,
-        Provider::CloudEvents,
-        Provider::Generic,
-        Provider::Doppler,
-        Provider::Infisical,
-    ];
+    pub const AKEYLESS: Provider = SENDERS[0];
+    pub const AWS: Provider = SENDERS[1];
+    pub const CLOUDEVENTS: Provider = SENDERS[5];
+    pub const ALL: [Provider; SENDERS.len()] = SENDERS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            Provider::Akeyless => "akeyless",
-            Provider::Aws => "aws",
-            Provider::Gcp => "gcp",
-            Provider::Azure => "azure",
-            Provider::Vault => "vault",
-            Provider::CloudEvents => "cloudevents",
-            Provider::Generic => "generic",
-            Provider::Doppler => "doppler",
-            Provider::Infisical => "infisical",
-        }
+        self.0.name()
     }
 
     pub fn from_name(name: &str) -> Option<Provider> {
-        Provider::ALL.into_iter().find(|p| p.name() == name)
+        SENDERS.into_iter().find(|p| p.name() == name)
     }
 
-    /// Reads a body of this provider's.
-    pub fn parse(self, body: &[u8]) -> Result<Notification, PayloadError> {
-        let notification = match self {
-            Provider::Akeyless => Notification {
-                changes: akeyless::parse(body)?,
-                ..Notification::default()
-            },
-            Provider::Aws => providers::aws(body)?,
-            Provider::Gcp => providers::gcp(body)?,
-            Provider::Azure => providers::azure(body)?,
-            Provider::Vault => providers::vault(body)?,
-            Provider::CloudEvents => providers::cloudevents(body)?,
-            Provider::Generic => providers::generic(body)?,
-            Provider::Doppler => scopes::doppler(body)?,
-            Provider::Infisical => scopes::infisical(body)?,
-        };
+    /// Reads a body of this sender's.
+    pub fn parse(self, body: &Value) -> Result<Notification, PayloadError> {
+        let notification = self.0.parse(body)?;
         let says_nothing = notification.changes.is_empty()
             && notification.ignored.is_empty()
             && notification.reply.is_none()
@@ -80,50 +100,109 @@ impl Provider {
         Ok(notification)
     }
 
-    /// Which provider sent `body`, from its shape; Akeyless when nothing else fits (so that
-    /// its parser explains what it expected).
-    pub fn detect(body: &[u8]) -> Provider {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else {
-            return Provider::Akeyless;
+    /// Which sender a body comes from, by its shape; Akeyless when none fits (so that its
+    /// parser explains what it expected).
+    pub fn detect(body: &Value) -> Provider {
+        let first = match body {
+            Value::Array(items) => items.first().unwrap_or(&Value::Null),
+            other => other,
         };
-        let first = match &value {
-            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
-            other => other.clone(),
-        };
-        let has = |field: &str| first.get(field).is_some();
-        let text = |field: &str| first.get(field).and_then(Value::as_str).unwrap_or_default();
-        if has("item_name") || has("Akeyless_Events") {
-            Provider::Akeyless
-        } else if text("source") == "aws.secretsmanager" || has("TopicArn") {
-            Provider::Aws
-        } else if first
-            .get("message")
-            .is_some_and(|m| m.get("attributes").is_some())
-        {
-            Provider::Gcp
-        } else if text("eventType").starts_with("Microsoft.")
-            || text("type").starts_with("Microsoft.KeyVault")
-        {
-            Provider::Azure
-        } else if first
-            .get("data")
-            .is_some_and(|d| d.get("event_type").is_some())
-        {
-            Provider::Vault
-        } else if text("type").starts_with("config.") && has("config") {
-            Provider::Doppler
-        } else if first
-            .get("project")
-            .is_some_and(|p| p.get("workspaceId").is_some())
-        {
-            Provider::Infisical
-        } else if has("specversion") {
-            Provider::CloudEvents
-        } else if has("keys") {
-            Provider::Generic
-        } else {
-            Provider::Akeyless
+        let shared = |sender: &Provider| sender.0.shared_shape();
+        let specific_first = SENDERS
+            .into_iter()
+            .filter(|s| !shared(s))
+            .chain(SENDERS.into_iter().filter(shared));
+        specific_first
+            .into_iter()
+            .find(|sender| sender.0.recognizes(first))
+            .unwrap_or(Provider::AKEYLESS)
+    }
+}
+
+/// Parses a body as JSON, once for the whole request.
+pub fn json(body: &[u8]) -> Result<Value, PayloadError> {
+    read::json(body)
+}
+
+/// What a delivery says once read.
+#[derive(Debug)]
+pub enum Reading {
+    Notification(Notification),
+    /// A handshake to answer as is (Event Grid's validation, an SNS confirmation).
+    Reply(Value),
+}
+
+/// Why a delivery cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Sns(#[from] sns::SnsError),
+}
+
+/// Where deliveries are read: recognized once, parsed once. SNS messages are checked (and
+/// subscriptions confirmed) before anything in them is believed.
+pub struct Inbox {
+    sns: sns::SnsGate,
+}
+
+impl Inbox {
+    pub fn new(sns: sns::SnsSettings) -> Inbox {
+        Inbox {
+            sns: sns::SnsGate::new(sns),
         }
+    }
+
+    /// Reads a delivery to `route` (`None`: `POST /webhook`, any sender by its shape), whose
+    /// request headers `header` looks up by lower-case name.
+    pub async fn read(
+        &self,
+        route: Option<Provider>,
+        header: impl Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<Reading, ReadError> {
+        let anyone = |provider: Provider| route.is_none_or(|r| r == provider);
+        // A CloudEvent in binary mode is in the `ce-*` headers, not the body.
+        if anyone(Provider::CLOUDEVENTS) && header("ce-specversion").is_some() {
+            let mut event = serde_json::Map::new();
+            for name in ["specversion", "type", "source", "id", "subject"] {
+                if let Some(value) = header(&format!("ce-{name}")) {
+                    event.insert(name.to_owned(), value.into());
+                }
+            }
+            let mut notification = Notification::default();
+            notification.push_cloudevent(&event, 0)?;
+            return Ok(Reading::Notification(notification));
+        }
+        let value = json(body);
+        let provider = route.unwrap_or_else(|| match &value {
+            Ok(value) => Provider::detect(value),
+            Err(_) => Provider::AKEYLESS,
+        });
+        if anyone(Provider::AWS) {
+            let announced = header("x-amz-sns-message-type");
+            let aws_event = provider == Provider::AWS;
+            let screened = self
+                .sns
+                .screen(value.as_ref().ok(), announced.as_deref(), aws_event)
+                .await?;
+            if let Some(reply) = screened {
+                return Ok(Reading::Reply(reply));
+            }
+        }
+        let notification = provider.parse(&value?)?;
+        if let Some(reply) = notification.reply {
+            return Ok(Reading::Reply(reply));
+        }
+        if let Some(url) = &notification.confirm_subscription {
+            // Confirming means fetching a URL the body names; an operator does it, from the log.
+            tracing::warn!(subscribe_url = %url, "SNS asks to confirm a subscription: open the SubscribeURL (or confirm it in the AWS console)");
+            return Ok(Reading::Reply(serde_json::json!({
+                "subscriptionConfirmation": "received; confirm it with the SubscribeURL, which is logged"
+            })));
+        }
+        Ok(Reading::Notification(notification))
     }
 }
 
@@ -144,24 +223,60 @@ mod tests {
     #[test]
     fn every_fixture_is_recognized() {
         let expected = [
-            ("akeyless-array.json", Provider::Akeyless),
-            ("akeyless-single.json", Provider::Akeyless),
-            ("akeyless-grouped.json", Provider::Akeyless),
-            ("aws-eventbridge-cloudtrail.json", Provider::Aws),
-            ("aws-secret-label-updated.json", Provider::Aws),
-            ("aws-sns-notification.json", Provider::Aws),
-            ("aws-sns-subscription-confirmation.json", Provider::Aws),
-            ("gcp-pubsub-push.json", Provider::Gcp),
-            ("azure-eventgrid.json", Provider::Azure),
-            ("azure-eventgrid-validation.json", Provider::Azure),
-            ("azure-cloudevent.json", Provider::Azure),
-            ("vault-kv-v2-event.json", Provider::Vault),
-            ("cloudevent-structured.json", Provider::CloudEvents),
-            ("doppler.json", Provider::Doppler),
-            ("infisical.json", Provider::Infisical),
+            (
+                "akeyless-array.json",
+                Provider::from_name("akeyless").unwrap(),
+            ),
+            (
+                "akeyless-single.json",
+                Provider::from_name("akeyless").unwrap(),
+            ),
+            (
+                "akeyless-grouped.json",
+                Provider::from_name("akeyless").unwrap(),
+            ),
+            (
+                "aws-eventbridge-cloudtrail.json",
+                Provider::from_name("aws").unwrap(),
+            ),
+            (
+                "aws-secret-label-updated.json",
+                Provider::from_name("aws").unwrap(),
+            ),
+            (
+                "aws-sns-notification.json",
+                Provider::from_name("aws").unwrap(),
+            ),
+            (
+                "aws-sns-subscription-confirmation.json",
+                Provider::from_name("aws").unwrap(),
+            ),
+            ("gcp-pubsub-push.json", Provider::from_name("gcp").unwrap()),
+            (
+                "azure-eventgrid.json",
+                Provider::from_name("azure").unwrap(),
+            ),
+            (
+                "azure-eventgrid-validation.json",
+                Provider::from_name("azure").unwrap(),
+            ),
+            (
+                "azure-cloudevent.json",
+                Provider::from_name("azure").unwrap(),
+            ),
+            (
+                "vault-kv-v2-event.json",
+                Provider::from_name("vault").unwrap(),
+            ),
+            (
+                "cloudevent-structured.json",
+                Provider::from_name("cloudevents").unwrap(),
+            ),
+            ("doppler.json", Provider::from_name("doppler").unwrap()),
+            ("infisical.json", Provider::from_name("infisical").unwrap()),
         ];
         for (file, provider) in expected {
-            let body = fixture(file);
+            let body = json(&fixture(file)).unwrap();
             assert_eq!(Provider::detect(&body), provider, "{file}");
             assert!(provider.parse(&body).is_ok(), "{file}");
         }
@@ -173,5 +288,16 @@ mod tests {
             assert_eq!(Provider::from_name(provider.name()), Some(provider));
         }
         assert_eq!(Provider::from_name("onepassword"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_parser_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            if let Ok(value) = json(&body) {
+                for sender in SENDERS {
+                    let _ = sender.parse(&value);
+                }
+            }
+        }
     }
 }

@@ -61,7 +61,11 @@ impl SnsMessage {
     /// Reads `body` as an SNS message if it is one: a JSON object whose `Type` is one of the
     /// three SNS types. `announced` is the `x-amz-sns-message-type` header; a body it announces
     /// must be an SNS message. Anything else is `None`, for the other parsers.
-    pub fn read(body: &[u8], announced: Option<&str>) -> Result<Option<SnsMessage>, SnsError> {
+    /// `body` is `None` when it is not JSON.
+    pub fn read(
+        body: Option<&Value>,
+        announced: Option<&str>,
+    ) -> Result<Option<SnsMessage>, SnsError> {
         let not_sns = |why: &str| match announced {
             Some(header) => Err(SnsError::Malformed(format!(
                 "x-amz-sns-message-type is {header:?} but {why}; raw message delivery carries no \
@@ -69,7 +73,7 @@ impl SnsMessage {
             ))),
             None => Ok(None),
         };
-        let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+        let Some(Value::Object(object)) = body else {
             return not_sns("the body is not a JSON object");
         };
         let Some(kind) = object
@@ -80,9 +84,9 @@ impl SnsMessage {
             return not_sns("the body's Type is not an SNS message type");
         };
         let fields = object
-            .into_iter()
+            .iter()
             .filter_map(|(name, value)| match value {
-                Value::String(text) => Some((name, text)),
+                Value::String(text) => Some((name.clone(), text.clone())),
                 _ => None,
             })
             .collect();
@@ -121,8 +125,16 @@ impl SnsMessage {
 mod tests {
     use super::*;
 
+    /// Reads `text` as a delivery's body: `None` when it is not JSON.
+    pub(crate) fn read_text(
+        text: &str,
+        announced: Option<&str>,
+    ) -> Result<Option<SnsMessage>, SnsError> {
+        SnsMessage::read(serde_json::from_str(text).ok().as_ref(), announced)
+    }
+
     fn message(body: &str) -> SnsMessage {
-        SnsMessage::read(body.as_bytes(), None)
+        read_text(body, None)
             .expect("reads")
             .expect("an SNS message")
     }
@@ -179,13 +191,9 @@ mod tests {
             r#"{"Type": "Other"}"#,
             "not json",
         ] {
-            assert_eq!(
-                SnsMessage::read(other.as_bytes(), None),
-                Ok(None),
-                "{other}"
-            );
+            assert_eq!(read_text(other, None), Ok(None), "{other}");
             assert!(
-                SnsMessage::read(other.as_bytes(), Some("Notification")).is_err(),
+                read_text(other, Some("Notification")).is_err(),
                 "announced by the header: {other}"
             );
         }

@@ -138,7 +138,7 @@ impl SnsGate {
     /// SubscriptionConfirmation to be logged because confirming is turned off.
     pub async fn screen(
         &self,
-        body: &[u8],
+        body: Option<&Value>,
         announced: Option<&str>,
         aws_event: bool,
     ) -> Result<Option<Value>, SnsError> {
@@ -466,9 +466,7 @@ mod tests {
 
     fn stamped(timestamp: &str) -> SnsMessage {
         let body = serde_json::json!({"Type": "Notification", "Timestamp": timestamp});
-        SnsMessage::read(body.to_string().as_bytes(), None)
-            .unwrap()
-            .unwrap()
+        SnsMessage::read(Some(&body), None).unwrap().unwrap()
     }
 
     #[test]
@@ -510,7 +508,7 @@ mod tests {
                 "{bad}"
             );
         }
-        let untimed = SnsMessage::read(br#"{"Type": "Notification"}"#, None)
+        let untimed = SnsMessage::read(Some(&serde_json::json!({"Type": "Notification"})), None)
             .unwrap()
             .unwrap();
         assert!(matches!(
@@ -546,7 +544,7 @@ mod tests {
             "SubscribeURL": "https://sns.evil.com/?Action=ConfirmSubscription",
             "SigningCertURL": "http://sns.eu-west-1.amazonaws.com/cert.pem"}));
         let err = gate(SnsSettings::default())
-            .screen(message.to_string().as_bytes(), None, true)
+            .screen(Some(&message), None, true)
             .await
             .unwrap_err();
         assert!(
@@ -565,7 +563,7 @@ mod tests {
             ..SnsSettings::default()
         };
         let err = gate(unverified.clone())
-            .screen(message.to_string().as_bytes(), None, true)
+            .screen(Some(&message), None, true)
             .await
             .unwrap_err();
         assert!(
@@ -584,7 +582,7 @@ mod tests {
             ..unverified
         };
         let err = gate(limited)
-            .screen(message.to_string().as_bytes(), None, true)
+            .screen(Some(&message), None, true)
             .await
             .unwrap_err();
         assert_eq!(
@@ -595,9 +593,9 @@ mod tests {
 
     #[tokio::test]
     async fn raw_message_delivery_is_refused_unless_unverified() {
-        let raw = br#"{"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": {}}"#;
+        let raw = &serde_json::json!({"source": "aws.secretsmanager", "detail-type": "AWS API Call via CloudTrail", "detail": {}});
         let err = gate(SnsSettings::default())
-            .screen(raw, Some("Notification"), true)
+            .screen(Some(raw), Some("Notification"), true)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("raw message delivery"), "{err}");
@@ -607,7 +605,7 @@ mod tests {
         };
         assert_eq!(
             gate(unverified)
-                .screen(raw, Some("Notification"), true)
+                .screen(Some(raw), Some("Notification"), true)
                 .await,
             Ok(None)
         );
@@ -617,13 +615,13 @@ mod tests {
     async fn other_bodies_pass_through_and_unsigned_sns_messages_do_not() {
         let gate = gate(SnsSettings::default());
         assert_eq!(
-            gate.screen(br#"{"source": "aws.secretsmanager"}"#, None, true)
+            gate.screen(Some(&json!({"source": "aws.secretsmanager"})), None, true)
                 .await,
             Ok(None)
         );
-        let unsigned = br#"{"Type": "Notification", "MessageId": "m", "TopicArn": "t", "Message": "{}", "Timestamp": "t",
-            "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/c.pem"}"#;
-        let err = gate.screen(unsigned, None, true).await.unwrap_err();
+        let unsigned = json!({"Type": "Notification", "MessageId": "m", "TopicArn": "t", "Message": "{}", "Timestamp": "t",
+            "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/c.pem"});
+        let err = gate.screen(Some(&unsigned), None, true).await.unwrap_err();
         assert!(matches!(err, SnsError::Signature(_)), "{err}");
     }
 }

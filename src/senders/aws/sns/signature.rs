@@ -114,9 +114,7 @@ pub(crate) mod tests {
     }
 
     fn read(value: &Value) -> SnsMessage {
-        SnsMessage::read(value.to_string().as_bytes(), None)
-            .unwrap()
-            .unwrap()
+        SnsMessage::read(Some(value), None).unwrap().unwrap()
     }
 
     /// `message` signed with the test key, as SNS signs SignatureVersion 2.
