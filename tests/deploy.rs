@@ -573,8 +573,12 @@ fn envtest() -> Option<PathBuf> {
         .into_iter()
         .filter(|name| std::env::var_os(name).is_none_or(|v| v.is_empty()))
         .collect();
+    let own = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let reason = if !unset.is_empty() {
         format!("{} not set", unset.join(" and "))
+    } else if own("KUBECONFIG") != own("ENVTEST_DIR").map(|dir| dir.join("kubeconfig")) {
+        // Namespaces are created for real below: never on a cluster that is not envtest's.
+        "KUBECONFIG is not envtest's ($ENVTEST_DIR/kubeconfig)".to_owned()
     } else if let Some(kubectl) = tool("kubectl") {
         let probe = Command::new(&kubectl)
             .args(["get", "--raw", "/readyz", "--request-timeout=5s"])

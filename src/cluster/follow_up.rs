@@ -9,7 +9,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 
-use crate::core::external_secret::SecretId;
+use chrono::DurationRound;
+
+use crate::core::external_secret::{SecretId, SyncedAfter};
 use crate::core::index::SharedIndex;
 use crate::telemetry::metrics::{Metrics, OutcomeLabels};
 
@@ -100,11 +102,30 @@ impl FollowUp {
         let Some(timeout) = self.confirm_timeout else {
             return;
         };
+        let patched_at = chrono::DateTime::parse_from_rfc3339(stamp)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        // The patched ExternalSecret itself is followed by the watch's order (another replica
+        // may write a later patch with an earlier clock); a ClusterExternalSecret's children,
+        // which ESO writes, by the stamp it copies to them.
+        let patched_version = object
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .filter(|_| object.kind.as_deref() == Some("ExternalSecret"));
+        let after = match patched_version {
+            Some(version) => SyncedAfter::ResourceVersion(version),
+            None => SyncedAfter::Stamp(stamp.to_owned()),
+        };
         for id in followed {
-            let (index, metrics, stamp) =
-                (self.index.clone(), self.metrics.clone(), stamp.to_owned());
+            let (index, metrics, stamp, after) = (
+                self.index.clone(),
+                self.metrics.clone(),
+                stamp.to_owned(),
+                after.clone(),
+            );
             self.runtime.spawn(async move {
-                let outcome = confirm(&index, &id, &stamp, timeout).await;
+                let outcome = confirm(&index, &id, &after, patched_at, timeout).await;
                 metrics
                     .confirmations
                     .get_or_create(&OutcomeLabels {
@@ -161,14 +182,17 @@ fn event_name(object: &str, nanos: i128) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// Waits until the index shows that ESO synced `id` in a state carrying `stamp` (or a later
-/// one): its `status.syncedResourceVersion` names the very generation, labels and annotations
-/// the object then has. `status.refreshTime` cannot say that: it has whole seconds and marks
-/// the start of a reconcile, which may have read the object before the patch.
+/// Waits until the index shows that ESO synced `id` in a state at or after the patch (`after`):
+/// its `status.syncedResourceVersion` names the very generation, labels and annotations the
+/// object then has. `status.refreshTime` cannot say that: it has whole seconds and marks the
+/// start of a reconcile, which may have read the object before the patch. Not Ready counts
+/// only when ESO reported the failure after `patched_at` (a failure older than the patch says
+/// nothing about this refresh).
 pub async fn confirm(
     index: &SharedIndex,
     id: &SecretId,
-    stamp: &str,
+    after: &SyncedAfter,
+    patched_at: chrono::DateTime<chrono::Utc>,
     timeout: Duration,
 ) -> Confirmation {
     let mut changes = index.subscribe();
@@ -176,7 +200,7 @@ pub async fn confirm(
         loop {
             if index
                 .read(|index| index.get(id))
-                .is_some_and(|secret| secret.sync.has_synced(stamp))
+                .is_some_and(|secret| secret.sync.has_synced(after))
             {
                 return;
             }
@@ -187,10 +211,16 @@ pub async fn confirm(
     };
     match tokio::time::timeout(timeout, synced).await {
         Ok(()) => Confirmation::Confirmed,
-        Err(_) => match index.read(|index| index.get(id)).and_then(|s| s.sync.ready) {
-            Some(false) => Confirmation::NotReady,
-            _ => Confirmation::TimedOut,
-        },
+        Err(_) => {
+            // refreshTime and lastTransitionTime have whole seconds.
+            let since = patched_at
+                .duration_trunc(chrono::TimeDelta::seconds(1))
+                .unwrap_or(patched_at);
+            match index.read(|index| index.get(id)) {
+                Some(secret) if secret.sync.failing_since(since) => Confirmation::NotReady,
+                _ => Confirmation::TimedOut,
+            }
+        }
     }
 }
 
@@ -213,12 +243,24 @@ mod tests {
     const STAMP: &str = "2026-11-30T10:00:00.000000002Z";
     const EARLIER: &str = "2026-11-30T10:00:00.000000001Z";
 
+    fn after() -> SyncedAfter {
+        SyncedAfter::Stamp(STAMP.to_owned())
+    }
+
+    fn patched_at() -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(STAMP)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
     fn secret(stamp: &str, synced_this_metadata: bool, ready: Option<bool>) -> IndexedSecret {
         IndexedSecret {
             sync: SyncState {
                 stamp: Some(stamp.to_owned()),
                 synced_this_metadata,
                 ready,
+                ready_since: Some(patched_at() + chrono::TimeDelta::seconds(1)),
+                resource_version: None,
             },
             ..IndexedSecret::with_keys("a", "s", &["k"])
         }
@@ -234,7 +276,8 @@ mod tests {
                 confirm(
                     &index,
                     &SecretId::new("a", "s"),
-                    STAMP,
+                    &after(),
+                    patched_at(),
                     Duration::from_secs(5),
                 )
                 .await
@@ -256,7 +299,8 @@ mod tests {
         let outcome = confirm(
             &index,
             &SecretId::new("a", "s"),
-            STAMP,
+            &after(),
+            patched_at(),
             Duration::from_secs(30),
         )
         .await;
@@ -270,7 +314,8 @@ mod tests {
         let outcome = confirm(
             &index,
             &SecretId::new("a", "s"),
-            STAMP,
+            &after(),
+            patched_at(),
             Duration::from_secs(30),
         )
         .await;

@@ -4,9 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
@@ -194,6 +196,21 @@ impl Item {
     }
 }
 
+/// How soon a failed watch is tried again: from 0.5 s, doubling, at most every 5 s. Far below
+/// the library default's 30 s, since until it is back webhooks are answered 503; a few
+/// requests a second at most, as the watches are few.
+fn reconnect_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
+    let strategy = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(RECONNECT_AT_MOST_EVERY)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(strategy.into(), Duration::from_secs(120))
+}
+
+const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
 /// Keeps `index` equal to the objects of `targets` until `shutdown`. The index is marked
 /// synced once every target has been listed; a re-list after a lost watch replaces that
 /// target's entries at once, so deleted objects leave no ghosts.
@@ -207,7 +224,7 @@ pub async fn watch(
     let streams = targets.iter().map(|target| {
         let key = (target.kind, target.scope.clone());
         watcher(target.api(&client), watcher::Config::default())
-            .default_backoff()
+            .backoff(reconnect_backoff())
             .map(move |event| (key.clone(), event))
             .boxed()
     });

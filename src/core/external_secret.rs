@@ -127,6 +127,21 @@ pub struct SyncState {
     pub synced_this_metadata: bool,
     /// The Ready condition: `None` before ESO's first sync.
     pub ready: Option<bool>,
+    /// When the Ready condition last changed.
+    pub ready_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// `metadata.resourceVersion`, where it is a number (as the API server's are).
+    pub resource_version: Option<u64>,
+}
+
+/// A state of an object that a sync must have covered to count as the sync of a refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncedAfter {
+    /// The object at this resourceVersion (what the patch returned) or later: the watch's own
+    /// order, whoever wrote later.
+    ResourceVersion(u64),
+    /// A state carrying this stamp or a later one (a ClusterExternalSecret's child, which the
+    /// service does not patch itself).
+    Stamp(String),
 }
 
 /// The `status.syncedResourceVersion` ESO writes after syncing an object with this generation,
@@ -172,6 +187,12 @@ struct Spec {
     data_from: Option<Vec<DataFromEntry>>,
     refresh_interval: Option<String>,
     refresh_policy: Option<String>,
+    target: Option<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    immutable: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +249,9 @@ impl SyncState {
         } else {
             crate::core::stamp::UPDATED_AT
         };
+        let ready = status["conditions"]
+            .as_array()
+            .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"));
         let synced_this_metadata = status["syncedResourceVersion"]
             .as_str()
             .is_some_and(|synced| {
@@ -245,19 +269,35 @@ impl SyncState {
                 .and_then(|a| a.get(stamp_annotation))
                 .cloned(),
             synced_this_metadata,
-            ready: status["conditions"].as_array().and_then(|conditions| {
-                conditions
-                    .iter()
-                    .find(|c| c["type"] == "Ready")
-                    .map(|c| c["status"] == "True")
-            }),
+            ready: ready.map(|c| c["status"] == "True"),
+            ready_since: ready
+                .and_then(|c| c["lastTransitionTime"].as_str())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            resource_version: metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok()),
         }
     }
 
-    /// ESO has synced a state of the object that carries `stamp` or a later one. Stamps are
-    /// RFC 3339 UTC times of one fixed width, so they compare as strings.
-    pub fn has_synced(&self, stamp: &str) -> bool {
-        self.synced_this_metadata && self.stamp.as_deref().is_some_and(|s| s >= stamp)
+    /// ESO has synced the object's current metadata, and that state is `after` or later.
+    /// Stamps are RFC 3339 UTC times of one fixed width, so they compare as strings.
+    pub fn has_synced(&self, after: &SyncedAfter) -> bool {
+        self.synced_this_metadata
+            && match after {
+                SyncedAfter::ResourceVersion(version) => {
+                    self.resource_version.is_some_and(|v| v >= *version)
+                }
+                SyncedAfter::Stamp(stamp) => {
+                    self.stamp.as_deref().is_some_and(|s| s >= stamp.as_str())
+                }
+            }
+    }
+
+    /// ESO reports a failure that began at or after `since`.
+    pub fn failing_since(&self, since: chrono::DateTime<chrono::Utc>) -> bool {
+        self.ready == Some(false) && self.ready_since.is_some_and(|t| t >= since)
     }
 }
 
@@ -391,6 +431,7 @@ impl IndexedSecret {
             skip_reason: skip_reason(
                 spec.refresh_policy.as_deref(),
                 spec.refresh_interval.as_deref(),
+                spec.target.and_then(|t| t.immutable).unwrap_or(false),
             ),
             parent,
             problems,
@@ -458,7 +499,17 @@ impl IndexedSecret {
 /// ESO re-syncs on a metadata change only when it refreshes at all: never for `CreatedOnce`,
 /// and not for a periodic refresh whose interval is zero (ESO treats "0s" as "sync once").
 /// An unset interval means ESO's default of one hour.
-fn skip_reason(policy: Option<&str>, interval: Option<&str>) -> Option<SkipReason> {
+fn skip_reason(
+    policy: Option<&str>,
+    interval: Option<&str>,
+    immutable: bool,
+) -> Option<SkipReason> {
+    if immutable {
+        return Some(SkipReason::new(
+            "immutable",
+            "target.immutable is true: ESO does not update the Secret once created".to_owned(),
+        ));
+    }
     let zero_interval = |text: &str| {
         SkipReason::new(
             "zero_interval",
@@ -519,7 +570,7 @@ pub(crate) mod tests {
                 "apiVersion": "external-secrets.io/v1",
                 "kind": "ExternalSecret",
                 "metadata": {"namespace": "a", "name": "s", "generation": 2,
-                    "annotations": {"updated-at": stamp}},
+                    "resourceVersion": "7", "annotations": {"updated-at": stamp}},
                 "status": {"syncedResourceVersion": synced,
                     "conditions": [{"type": "Ready", "status": "True"}]},
             })))
@@ -530,14 +581,18 @@ pub(crate) mod tests {
         let annotations = [("updated-at".to_owned(), t1.to_owned())].into();
         let current = eso_resource_version(2, Some(&annotations), None);
         let sync = stamped(t1, &current);
+        let stamp = |s: &str| SyncedAfter::Stamp(s.to_owned());
         assert!(sync.synced_this_metadata && sync.ready == Some(true));
-        assert!(sync.has_synced(t1));
-        assert!(sync.has_synced("2026-11-30T09:59:59.999999999Z"));
-        assert!(!sync.has_synced("2026-11-30T10:00:00.000000002Z"));
+        assert!(sync.has_synced(&stamp(t1)));
+        assert!(sync.has_synced(&stamp("2026-11-30T09:59:59.999999999Z")));
+        assert!(!sync.has_synced(&stamp("2026-11-30T10:00:00.000000002Z")));
+        assert!(sync.has_synced(&SyncedAfter::ResourceVersion(7)));
+        assert!(!sync.has_synced(&SyncedAfter::ResourceVersion(8)));
         // ESO synced the metadata before the stamp: not this refresh.
         let before = eso_resource_version(2, None, None);
-        assert!(!stamped(t1, &before).has_synced(t1));
-        assert!(!stamped(t1, &format!("1-{}", &current[2..])).has_synced(t1));
+        assert!(!stamped(t1, &before).has_synced(&stamp(t1)));
+        assert!(!stamped(t1, &before).has_synced(&SyncedAfter::ResourceVersion(7)));
+        assert!(!stamped(t1, &format!("1-{}", &current[2..])).has_synced(&stamp(t1)));
     }
 
     fn indexed(spec: serde_json::Value) -> IndexedSecret {
@@ -647,6 +702,10 @@ pub(crate) mod tests {
             reason(json!({})).is_none(),
             "unset interval is ESO's default of 1h"
         );
+        // Checked on the real ESO: an immutable target is never updated after its first sync.
+        let immutable = json!({"refreshPolicy": "OnChange", "target": {"immutable": true}});
+        assert!(reason(immutable).unwrap().contains("immutable"));
+        assert!(reason(json!({"target": {"immutable": false}})).is_none());
     }
 
     #[test]

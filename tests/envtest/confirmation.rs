@@ -63,3 +63,45 @@ async fn a_refresh_is_confirmed_only_after_eso_synced_it() {
     assert_eq!(warned.len(), 1, "{}", service.log_text());
     assert_eq!(warned[0]["external_secret"], format!("{ns}/gone"));
 }
+
+/// What the old confirmation got wrong: ESO stamps `refreshTime` with the second its reconcile
+/// started, so a reconcile that read the object just before the patch, in the same second,
+/// looked like the sync of the patch. Here such a reconcile is in flight (slow, and fetching
+/// the old value) when the patch lands; the confirmation must wait for the next one.
+#[tokio::test]
+async fn a_sync_that_began_before_the_patch_does_not_confirm_it() {
+    let Some(s) = Scenario::new("in-flight", "base").await else {
+        return;
+    };
+    let ns = s.namespace.as_str();
+    let key = s.one_synced("db").await;
+    let service = s.service(&[("CONFIRM_TIMEOUT", "20s")]).await;
+    let fetch = Duration::from_secs(2);
+    s.manager.delay(&key, fetch);
+
+    // Early in a second, so that the reconcile below and the patch share their second.
+    let into_second = chrono::Utc::now().timestamp_subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1000 - into_second) + 20)).await;
+    let object = s.cluster.external_secret(ns, "db").await;
+    s.cluster.annotate(&object, "changed-by-hand", &s.tag).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.manager.set(&key, "v2");
+    let sent = Instant::now();
+    let (status, _, answer) = service.generic(&[&key]).await;
+    assert_eq!(status, 200, "{answer}");
+
+    wait_for("the confirmation", || async {
+        service.metric(CONFIRMED).await >= 1.0
+    })
+    .await;
+    assert_eq!(
+        s.cluster.secret_value(ns, "db", "value").await.as_deref(),
+        Some("v2"),
+        "confirmed by the reconcile that began before the patch"
+    );
+    assert!(
+        sent.elapsed() >= fetch + fetch / 2,
+        "confirmed {:?} after the patch: before a second slow reconcile could end",
+        sent.elapsed()
+    );
+}

@@ -36,6 +36,7 @@ async fn the_namespaced_overlay_refreshes_its_namespaces_with_its_roles_only() {
         ),
     ])
     .await;
+    let audit_from = s.cluster.audit_offset();
     let service = s.service(&[("WATCH_NAMESPACES", &watched)]).await;
 
     s.manager.set(&key, "v2");
@@ -51,7 +52,7 @@ async fn the_namespaced_overlay_refreshes_its_namespaces_with_its_roles_only() {
     .await;
     let refused: Vec<_> = s
         .cluster
-        .audit_since(&s.identity.username, 0)
+        .audit_since(&s.identity.username, audit_from)
         .into_iter()
         .filter(|r| r.code == 403)
         .collect();

@@ -1,14 +1,8 @@
 //! A webhook makes the real ESO re-sync exactly what it names, and says what it skipped.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::support::*;
-
-/// Long enough for ESO to have acted on anything it was going to act on: it re-syncs within
-/// a quarter of a second of a metadata change on this machine.
-const QUIET: Duration = Duration::from_secs(3);
 
 #[tokio::test]
 async fn a_generic_webhook_makes_eso_resync_what_it_names_and_nothing_else() {
@@ -174,9 +168,12 @@ async fn created_once_and_zero_interval_are_skipped_and_eso_indeed_ignores_their
     once["spec"]["refreshPolicy"] = json!("CreatedOnce");
     let mut never = external_secret(ns, "never", &s.store, &key);
     never["spec"]["refreshInterval"] = json!("0s");
+    let mut frozen = external_secret(ns, "frozen", &s.store, &key);
+    frozen["spec"]["target"]["immutable"] = json!(true);
     s.synced(&[
         (once, "v1"),
         (never, "v1"),
+        (frozen, "v1"),
         (external_secret(ns, "live", &s.store, &key), "v1"),
     ])
     .await;
@@ -200,6 +197,7 @@ async fn created_once_and_zero_interval_are_skipped_and_eso_indeed_ignores_their
     assert_eq!(
         sorted(skipped),
         [
+            ("frozen".to_owned(), "immutable".to_owned()),
             ("never".to_owned(), "zero_interval".to_owned()),
             ("once".to_owned(), "created_once".to_owned()),
         ],

@@ -28,6 +28,9 @@ pub const PASSWORD: &str = "e2e-Pa55word";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Long enough for a loaded 2-core machine; every wait is bounded.
 pub const PATIENCE: Duration = Duration::from_secs(30);
+/// Long enough for ESO to have acted on anything it was going to act on: it re-syncs within a
+/// quarter of a second of a metadata change on this machine.
+pub const QUIET: Duration = Duration::from_secs(3);
 
 /// The running envtest, as its start script describes it.
 #[derive(Debug, Clone)]
@@ -190,12 +193,7 @@ impl Cluster {
     pub async fn connect(env: Envtest) -> Cluster {
         eso_refresher::install_crypto_provider();
         let kubeconfig = Kubeconfig::read_from(&env.kubeconfig).expect("admin kubeconfig");
-        let server = kubeconfig
-            .clusters
-            .first()
-            .and_then(|c| c.cluster.as_ref())
-            .and_then(|c| c.server.clone())
-            .expect("a server in the kubeconfig");
+        let server = env.server_url().expect("a server in the kubeconfig");
         let config =
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
@@ -424,13 +422,13 @@ impl Cluster {
             .expect("JSON"),
         )
         .expect("write kubeconfig");
-        // Role bindings take effect at once, but the authorizer's cache may lag a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Identity {
+        let identity = Identity {
             username: format!("system:serviceaccount:{namespace}:{account}"),
             kubeconfig,
             granted: granted.into_iter().collect(),
-        }
+        };
+        identity.wait_until_authorized().await;
+        identity
     }
 
     /// The API requests `user` made since `from` (a byte offset of the audit log), each
@@ -499,6 +497,47 @@ pub struct Identity {
     pub username: String,
     pub kubeconfig: PathBuf,
     pub granted: BTreeSet<Grant>,
+}
+
+impl Identity {
+    /// Until the API server's authorizer allows every grant to this identity (it learns of new
+    /// bindings through a watch of its own): asked as the identity itself.
+    async fn wait_until_authorized(&self) {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let reviews: Api<SelfSubjectAccessReview> = Api::all(client);
+        for grant in &self.granted {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(grant.group.clone()),
+                        resource: Some(grant.resource.clone()),
+                        verb: Some(grant.verb.clone()),
+                        namespace: grant.namespace.clone(),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SelfSubjectAccessReviewSpec::default()
+                },
+                ..SelfSubjectAccessReview::default()
+            };
+            wait_for(&format!("{grant:?} to be authorized"), || async {
+                reviews
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .ok()
+                    .and_then(|r| r.status)
+                    .is_some_and(|s| s.allowed)
+            })
+            .await;
+        }
+    }
 }
 
 /// A stand-in secret manager for ESO's `webhook` provider: `GET /secrets/<key>` answers
@@ -680,10 +719,19 @@ impl Service {
     }
 
     pub async fn wait_ready(&self) {
-        wait_for("the service to be ready", || async {
-            self.get("/readyz").await.is_some_and(|r| r.status() == 200)
-        })
-        .await;
+        let deadline = Instant::now() + PATIENCE;
+        while self.get("/readyz").await.is_none_or(|r| r.status() != 200) {
+            if Instant::now() > deadline {
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "the service is not ready; its log ends:\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn get(&self, path: &str) -> Option<reqwest::Response> {
@@ -785,21 +833,12 @@ pub fn refreshed(answer: &Value) -> Vec<String> {
 }
 
 /// Polls `condition` until it holds; panics after [`PATIENCE`].
-pub async fn wait_for<F, Fut>(what: &str, condition: F)
+pub async fn wait_for<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    wait_for_within(what, PATIENCE, condition).await
-}
-
-/// Polls `condition` until it holds; panics after `patience`.
-pub async fn wait_for_within<F, Fut>(what: &str, patience: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + patience;
+    let deadline = Instant::now() + PATIENCE;
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -830,38 +869,121 @@ enum Hold {
 
 /// A part of envtest stopped by a test; started again when dropped, however the test ends.
 pub struct Stopped {
-    start_args: &'static [&'static str],
     env: Envtest,
+    restart: Restart,
+}
+
+enum Restart {
+    /// `start.sh` with these arguments.
+    Script(&'static [&'static str]),
+    /// The same command line again, on the same port. (`start.sh` would pick another port when
+    /// the old one still has connections in TIME_WAIT; an API server that comes back elsewhere
+    /// is not a restart its clients can survive.)
+    Process {
+        argv: Vec<String>,
+        pid_file: PathBuf,
+    },
 }
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        self.env.run_script("start.sh", self.start_args);
+        // Not an assertion: this may run while a test is already panicking.
+        let started = match &self.restart {
+            Restart::Script(args) => self.env.try_script("start.sh", args),
+            Restart::Process { argv, pid_file } => restart_process(argv, pid_file, &self.env),
+        };
+        if let Err(error) = started {
+            say(&format!("could not start envtest again: {error}"));
+        }
+    }
+}
+
+/// Starts `argv` detached, logging where envtest logs, with its pid where envtest keeps it.
+fn restart_process(argv: &[String], pid_file: &Path, env: &Envtest) -> Result<(), String> {
+    let log = env.dir.join("logs/kube-apiserver.log");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .map_err(|e| format!("{}: {e}", log.display()))
+    };
+    let child = std::process::Command::new("setsid")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(open()?)
+        .stderr(open()?)
+        .spawn()
+        .map_err(|e| format!("restarting the API server: {e}"))?;
+    std::fs::write(pid_file, child.id().to_string()).map_err(|e| e.to_string())?;
+    // Ready when its kubeconfig's server answers /readyz.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ready = std::process::Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("{}/readyz", env.server_url()?))
+            .output()
+            .is_ok_and(|o| o.stdout == b"200" || o.stdout == b"401" || o.stdout == b"403");
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the restarted API server did not answer".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 impl Envtest {
-    fn run_script(&self, script: &str, args: &[&str]) {
+    /// The API server's URL, from the admin kubeconfig.
+    fn server_url(&self) -> Result<String, String> {
+        Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|e| e.to_string())?
+            .clusters
+            .first()
+            .and_then(|c| c.cluster.as_ref())
+            .and_then(|c| c.server.clone())
+            .ok_or_else(|| "no server in the kubeconfig".to_owned())
+    }
+
+    fn try_script(&self, script: &str, args: &[&str]) -> Result<(), String> {
         let scripts = self
             .script_dir
             .clone()
-            .expect("stopping and starting envtest needs its scripts beside the repository");
+            .ok_or("stopping and starting envtest needs its scripts beside the repository")?;
         let status = std::process::Command::new("bash")
             .arg(scripts.join(script))
             .args(args)
             .env("ENVTEST_DIR", &self.dir)
             .stdout(Stdio::null())
             .status()
-            .unwrap_or_else(|e| panic!("{script}: {e}"));
-        assert!(status.success(), "{script} {args:?}: {status}");
+            .map_err(|e| format!("{script}: {e}"))?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(format!("{script} {args:?}: {status}")),
+        }
+    }
+
+    fn run_script(&self, script: &str, args: &[&str]) {
+        if let Err(error) = self.try_script(script, args) {
+            panic!("{error}");
+        }
     }
 
     /// Stops the ESO controller until the guard is dropped.
     pub fn stop_eso(&self) -> Stopped {
         self.run_script("stop.sh", &["--eso"]);
         Stopped {
-            start_args: &["--with-eso"],
             env: self.clone(),
+            restart: Restart::Script(&["--with-eso"]),
         }
     }
 
@@ -872,10 +994,16 @@ impl Envtest {
         let pid_file = self.dir.join("run/kube-apiserver.pid");
         let pid = std::fs::read_to_string(&pid_file).expect("the API server's pid file");
         let pid = pid.trim().to_owned();
+        let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .expect("the API server's command line")
+            .split(|b| *b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
         // From here on, however this ends, the API server is started again.
         let stopped = Stopped {
-            start_args: &[],
             env: self.clone(),
+            restart: Restart::Process { argv, pid_file },
         };
         let alive = || Path::new(&format!("/proc/{pid}")).exists();
         let signal = |name: &str| {

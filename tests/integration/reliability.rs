@@ -348,9 +348,10 @@ async fn confirmation_follows_the_refresh_until_eso_reports_it() {
         "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
     api.apply(ok);
     let mut broken = api.get("ExternalSecret", Some("a"), "broken").unwrap();
+    let failed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     broken["status"] = json!({"conditions": [{
         "type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "x",
-        "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        "lastTransitionTime": failed_at}]});
     api.apply(broken);
     wait_for("both outcomes", || async {
         let metrics = app.get("/metrics").await.text().await.unwrap();
