@@ -9,8 +9,10 @@ use eso_refresher::telemetry;
 
 /// Refreshes Kubernetes ExternalSecrets the moment a secret manager announces a change.
 ///
-/// Settings come from the environment (BASIC_AUTH_USER, BASIC_AUTH_PASSWORD, HTTP_PORT, ...);
-/// see configs/.env.example.
+/// Settings come from the environment: each option below names its variable, which is how the
+/// service is configured in a pod (see configs/.env.example); an option given on the command
+/// line overrides its variable. Besides them: WEBHOOK_AUTH_<ROUTE> per webhook route, RUST_LOG
+/// (the log filter, default info) and POD_NAME (the instance named in Kubernetes Events).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -18,6 +20,9 @@ struct Cli {
     /// webhooks with the patches that would be made (nothing is patched).
     #[arg(long, value_name = "DIR")]
     manifests: Option<PathBuf>,
+
+    #[command(flatten)]
+    settings: config::Settings,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -41,7 +46,18 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A refused setting is one line naming it; anything else (--help, an unknown option)
+        // clap prints itself.
+        Err(error) => match config::ConfigError::from_clap(&error) {
+            Some(error) => {
+                eprintln!("eso-refresher: {error}");
+                return ExitCode::FAILURE;
+            }
+            None => error.exit(),
+        },
+    };
     if let Some(Command::Rbac {
         watch_namespaces,
         service_account,
@@ -62,7 +78,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let (config, warnings) = match Config::from_env() {
+    let (config, warnings) = match cli.settings.into_config() {
         Ok(read) => read,
         Err(error) => {
             eprintln!("eso-refresher: {error}");

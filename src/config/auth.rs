@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use clap::Args;
+
 use super::ConfigError;
-use crate::core::duration;
+use super::parse::{self, Refusal, Setting, refuse};
 use crate::senders::Provider;
 
 pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(60);
-pub const DEFAULT_JWKS_CACHE_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_NAMESPACES_CLAIM: &str = "namespaces";
 
 /// The variable that sets the schemes of every route; `WEBHOOK_AUTH_<ROUTE>` overrides it.
@@ -194,62 +195,161 @@ pub fn route_variable(route: &str) -> String {
     )
 }
 
-/// The authentication variables, as text.
-#[derive(Default)]
-pub struct RawAuth {
-    pub webhook_auth: Option<String>,
-    /// `WEBHOOK_AUTH_<ROUTE>` variables, by their upper-case name.
-    pub per_route: Vec<(String, String)>,
-    pub basic_auth_user: Option<String>,
-    pub basic_auth_password: Option<String>,
-    pub basic_auth_credentials: Option<String>,
-    pub bearer_tokens: Option<String>,
-    pub bearer_token_header: Option<String>,
-    pub jwt_hs256_secrets: Option<String>,
-    pub jwt_audience: Option<String>,
-    pub jwt_issuer: Option<String>,
-    pub jwt_namespaces_claim: Option<String>,
-    pub doppler_webhook_secrets: Option<String>,
-    pub infisical_webhook_secrets: Option<String>,
-    pub hmac_secrets: Option<String>,
-    pub replay_window: Option<String>,
-    pub jwks_url: Option<String>,
-    pub jwks_issuer: Option<String>,
-    pub jwks_audience: Option<String>,
-    pub jwks_cache_ttl: Option<String>,
-    pub jwks_subjects: Option<String>,
-}
-
-fn invalid(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        value: value.to_owned(),
-        expected: expected.into(),
-    }
-}
-
-fn given(value: Option<String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
-/// A comma-separated list of credentials, blanks dropped.
-fn secrets(value: Option<String>) -> Vec<Secret> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(Secret::new)
+/// The `WEBHOOK_AUTH_<ROUTE>` variables among `vars`: named after the routes, they are found by
+/// their prefix.
+pub fn route_settings(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let prefix = format!("{WEBHOOK_AUTH}_");
+    vars.into_iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
         .collect()
 }
 
-fn schemes(name: &'static str, value: &str) -> Result<Vec<Scheme>, ConfigError> {
+/// The process's `WEBHOOK_AUTH_<ROUTE>` variables. Those that are not Unicode cannot be ours.
+fn routes_from_env() -> Vec<(String, String)> {
+    route_settings(
+        std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }),
+    )
+}
+
+/// Webhook authentication: which schemes each route accepts, and each scheme's credentials.
+/// Credentials are typed [`Secret`], so that they never show.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Webhook authentication")]
+pub struct AuthArgs {
+    /// User webhook callers must send with HTTP basic auth. Required, with BASIC_AUTH_PASSWORD
+    /// (or BASIC_AUTH_CREDENTIALS), while any route uses basic (the default).
+    #[arg(long, env = "BASIC_AUTH_USER", default_value = "", value_parser = Setting(parse::text))]
+    basic_auth_user: std::option::Option<String>,
+
+    /// Password webhook callers must send with BASIC_AUTH_USER.
+    #[arg(long, env = "BASIC_AUTH_PASSWORD", default_value = "", hide_env_values = true,
+        value_parser = Setting(password))]
+    basic_auth_password: std::option::Option<Secret>,
+
+    /// More user:password pairs accepted, comma-separated (a password may hold ":" but not
+    /// ","), so that a sender's credentials can be rotated.
+    #[arg(long, env = "BASIC_AUTH_CREDENTIALS", default_value = "", hide_env_values = true,
+        value_parser = Setting(credentials))]
+    basic_auth_credentials: std::vec::Vec<BasicPair>,
+
+    /// How webhook callers authenticate: comma-separated schemes, any of which lets a request
+    /// in (basic, bearer, jwt, jwks, hmac-doppler, hmac-infisical, hmac). Applies to every
+    /// webhook route; WEBHOOK_AUTH_<ROUTE> (e.g. WEBHOOK_AUTH_GCP) sets one route's own.
+    #[arg(long, env = "WEBHOOK_AUTH", default_value = "basic", value_parser = Setting(schemes))]
+    webhook_auth: std::vec::Vec<Scheme>,
+
+    /// The `WEBHOOK_AUTH_<ROUTE>` variables, by name: one a provider route.
+    #[arg(skip = routes_from_env())]
+    pub(super) per_route: Vec<(String, String)>,
+
+    /// bearer: static tokens, comma-separated, compared in constant time.
+    #[arg(long, env = "BEARER_TOKENS", default_value = "", hide_env_values = true,
+        value_parser = Setting(secrets))]
+    bearer_tokens: std::vec::Vec<Secret>,
+
+    /// bearer: the header that carries the token. Empty or Authorization: "Authorization:
+    /// Bearer <token>"; any other (e.g. X-Api-Key): the whole value of that header.
+    #[arg(long, env = "BEARER_TOKEN_HEADER", default_value = "", value_parser = Setting(header))]
+    bearer_token_header: std::option::Option<String>,
+
+    /// jwt: HS256 secrets, comma-separated, any of which may have signed the caller's token.
+    #[arg(long, env = "JWT_HS256_SECRETS", default_value = "", hide_env_values = true,
+        value_parser = Setting(secrets))]
+    jwt_hs256_secrets: std::vec::Vec<Secret>,
+
+    /// jwt: the audience the token's aud claim must name.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "", value_parser = Setting(parse::text))]
+    jwt_audience: std::option::Option<String>,
+
+    /// jwt: the issuer the token's iss claim must name; empty: not checked.
+    #[arg(long, env = "JWT_ISSUER", default_value = "", value_parser = Setting(parse::text))]
+    jwt_issuer: std::option::Option<String>,
+
+    /// jwt: the claim that, when a token carries it, lists the only namespaces the caller may
+    /// refresh.
+    #[arg(long, env = "JWT_NAMESPACES_CLAIM", default_value = DEFAULT_NAMESPACES_CLAIM,
+        value_parser = Setting(|text| Ok(text.trim().to_owned())))]
+    jwt_namespaces_claim: String,
+
+    /// hmac-doppler: Doppler webhook signing secrets, comma-separated.
+    #[arg(long, env = "DOPPLER_WEBHOOK_SECRETS", default_value = "", hide_env_values = true,
+        value_parser = Setting(secrets))]
+    doppler_webhook_secrets: std::vec::Vec<Secret>,
+
+    /// hmac-infisical: Infisical webhook secret keys, comma-separated.
+    #[arg(long, env = "INFISICAL_WEBHOOK_SECRETS", default_value = "", hide_env_values = true,
+        value_parser = Setting(secrets))]
+    infisical_webhook_secrets: std::vec::Vec<Secret>,
+
+    /// hmac: secrets, comma-separated, for senders that sign "<timestamp>.<body>" with
+    /// HMAC-SHA256.
+    #[arg(long, env = "HMAC_SECRETS", default_value = "", hide_env_values = true,
+        value_parser = Setting(secrets))]
+    hmac_secrets: std::vec::Vec<Secret>,
+
+    /// hmac and hmac-infisical: how far a signed time may be from now, either way, Go duration.
+    #[arg(long, env = "REPLAY_WINDOW", default_value = "60s",
+        value_parser = Setting(parse::positive_duration))]
+    replay_window: Duration,
+
+    /// jwks: the URL of the JSON Web Key Set whose keys sign the callers' tokens. Required,
+    /// with JWKS_ISSUER and JWKS_AUDIENCE, when jwks is used.
+    #[arg(long, env = "JWKS_URL", default_value = "", value_parser = Setting(jwks_url))]
+    jwks_url: std::option::Option<String>,
+
+    /// jwks: the issuer the tokens' iss claim must name.
+    #[arg(long, env = "JWKS_ISSUER", default_value = "", value_parser = Setting(parse::text))]
+    jwks_issuer: std::option::Option<String>,
+
+    /// jwks: the audience the tokens' aud claim must name.
+    #[arg(long, env = "JWKS_AUDIENCE", default_value = "", value_parser = Setting(parse::text))]
+    jwks_audience: std::option::Option<String>,
+
+    /// jwks: how long fetched keys are used before the set is fetched again, Go duration.
+    #[arg(long, env = "JWKS_CACHE_TTL", default_value = "1h",
+        value_parser = Setting(parse::duration))]
+    jwks_cache_ttl: Duration,
+
+    /// jwks: comma-separated email (verified) or sub values allowed to call; empty: any.
+    /// Required with Google's issuer, which signs tokens for any audience to anyone.
+    #[arg(long, env = "JWKS_SUBJECTS", default_value = "", value_parser = Setting(parse::list))]
+    jwks_subjects: std::vec::Vec<String>,
+}
+
+/// A password, taken as given; empty is unset.
+fn password(text: &str) -> Result<Option<Secret>, Refusal> {
+    Ok((!text.is_empty()).then(|| Secret::new(text)))
+}
+
+/// A comma-separated list of credentials, blanks dropped.
+fn secrets(text: &str) -> Result<Vec<Secret>, Refusal> {
+    Ok(parse::items(text).map(Secret::new).collect())
+}
+
+fn credentials(text: &str) -> Result<Vec<BasicPair>, Refusal> {
+    parse::items(text)
+        .map(|pair| match pair.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(BasicPair {
+                user: user.to_owned(),
+                password: Secret::new(password),
+            }),
+            // The value holds a password: never echo it.
+            _ => Err(refuse(
+                "<redacted>",
+                "expected a comma-separated list of user:password pairs",
+            )),
+        })
+        .collect()
+}
+
+fn schemes(text: &str) -> Result<Vec<Scheme>, Refusal> {
     let mut list = Vec::new();
-    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for item in parse::items(text) {
         let scheme = Scheme::from_name(item).ok_or_else(|| {
             let known: Vec<&str> = Scheme::ALL.iter().map(|s| s.name()).collect();
-            invalid(
-                name,
+            refuse(
                 item,
                 format!("expected a comma-separated list of {}", known.join(", ")),
             )
@@ -259,9 +359,30 @@ fn schemes(name: &'static str, value: &str) -> Result<Vec<Scheme>, ConfigError> 
         }
     }
     if list.is_empty() {
-        return Err(invalid(name, value, "expected at least one scheme"));
+        return Err(refuse(text.trim(), "expected at least one scheme"));
     }
     Ok(list)
+}
+
+/// A header name, lower-case; Authorization is the default, spelled as unset.
+fn header(text: &str) -> Result<Option<String>, Refusal> {
+    let header = parse::text(text)?.filter(|h| !h.eq_ignore_ascii_case("authorization"));
+    if let Some(name) = &header
+        && actix_web::http::header::HeaderName::try_from(name.as_str()).is_err()
+    {
+        return Err(refuse(name, "expected an HTTP header name"));
+    }
+    Ok(header.map(|h| h.to_ascii_lowercase()))
+}
+
+fn jwks_url(text: &str) -> Result<Option<String>, Refusal> {
+    let url = parse::text(text)?;
+    match url {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            Err(refuse(&url, "expected an http(s) URL"))
+        }
+        url => Ok(url),
+    }
 }
 
 /// A scheme some route uses, without what it needs: one line saying which variables to set.
@@ -273,17 +394,15 @@ fn lacking(scheme: Scheme, used_by: &str, needs: &str) -> ConfigError {
     }
 }
 
-impl RawAuth {
+impl AuthArgs {
+    /// Checks the settings against each other: the routes named, and that every scheme in use
+    /// has its credentials.
     pub fn read(self) -> Result<AuthSettings, ConfigError> {
-        let default = match given(self.webhook_auth) {
-            None => vec![Scheme::Basic],
-            Some(value) => schemes(WEBHOOK_AUTH, &value)?,
-        };
         let mut routes = BTreeMap::new();
         for (variable, value) in self.per_route {
-            let Some(value) = given(Some(value)) else {
+            if value.trim().is_empty() {
                 continue;
-            };
+            }
             let Some(provider) = Provider::ALL
                 .into_iter()
                 .find(|p| route_variable(p.name()) == variable)
@@ -294,29 +413,17 @@ impl RawAuth {
                     routes: names.join(", "),
                 });
             };
-            // The variable name is only known at run time; name it in the error all the same.
-            let list = schemes(WEBHOOK_AUTH, &value).map_err(|e| match e {
-                ConfigError::Invalid {
-                    value, expected, ..
-                } => ConfigError::InvalidRoute {
-                    variable: variable.clone(),
-                    value,
-                    expected,
-                },
-                other => other,
+            let list = schemes(&value).map_err(|refusal| ConfigError::InvalidRoute {
+                variable: variable.clone(),
+                value: refusal.value,
+                expected: refusal.expected,
             })?;
             routes.insert(provider.name().to_owned(), list);
         }
 
         let mut basic = Vec::new();
-        match (
-            given(self.basic_auth_user),
-            self.basic_auth_password.filter(|p| !p.is_empty()),
-        ) {
-            (Some(user), Some(password)) => basic.push(BasicPair {
-                user,
-                password: Secret::new(password),
-            }),
+        match (self.basic_auth_user, self.basic_auth_password) {
+            (Some(user), Some(password)) => basic.push(BasicPair { user, password }),
             (None, None) => {}
             (None, Some(_)) => {
                 return Err(ConfigError::MissingCredentials("BASIC_AUTH_USER".into()));
@@ -327,102 +434,42 @@ impl RawAuth {
                 ));
             }
         }
-        for pair in secrets(self.basic_auth_credentials) {
-            match pair.expose().split_once(':') {
-                Some((user, password)) if !user.is_empty() && !password.is_empty() => {
-                    basic.push(BasicPair {
-                        user: user.to_owned(),
-                        password: Secret::new(password),
-                    });
-                }
-                // The value holds a password: never echo it.
-                _ => {
-                    return Err(invalid(
-                        "BASIC_AUTH_CREDENTIALS",
-                        "<redacted>",
-                        "expected a comma-separated list of user:password pairs",
-                    ));
-                }
-            }
-        }
+        basic.extend(self.basic_auth_credentials);
 
-        let header =
-            given(self.bearer_token_header).filter(|h| !h.eq_ignore_ascii_case("authorization"));
-        if let Some(name) = &header
-            && actix_web::http::header::HeaderName::try_from(name.as_str()).is_err()
-        {
-            return Err(invalid(
-                "BEARER_TOKEN_HEADER",
-                name,
-                "expected an HTTP header name",
-            ));
-        }
-        let bearer = BearerSettings {
-            tokens: secrets(self.bearer_tokens),
-            header: header.map(|h| h.to_ascii_lowercase()),
-        };
-
-        let jwt_secrets = secrets(self.jwt_hs256_secrets);
-        let jwt = match (jwt_secrets.is_empty(), given(self.jwt_audience)) {
+        let jwt = match (self.jwt_hs256_secrets.is_empty(), self.jwt_audience) {
             (false, Some(audience)) => Some(JwtSettings {
-                secrets: jwt_secrets,
+                secrets: self.jwt_hs256_secrets,
                 audience,
-                issuer: given(self.jwt_issuer),
-                namespaces_claim: given(self.jwt_namespaces_claim)
-                    .unwrap_or_else(|| DEFAULT_NAMESPACES_CLAIM.to_owned()),
+                issuer: self.jwt_issuer,
+                namespaces_claim: self.jwt_namespaces_claim,
+            }),
+            _ => None,
+        };
+        let jwks = match (self.jwks_url, self.jwks_issuer, self.jwks_audience) {
+            (Some(url), Some(issuer), Some(audience)) => Some(JwksSettings {
+                url,
+                issuer,
+                audience,
+                cache_ttl: self.jwks_cache_ttl,
+                subjects: self.jwks_subjects,
             }),
             _ => None,
         };
 
-        let jwks_cache_ttl = duration_or(
-            self.jwks_cache_ttl,
-            "JWKS_CACHE_TTL",
-            DEFAULT_JWKS_CACHE_TTL,
-        )?;
-        let jwks = match (
-            given(self.jwks_url),
-            given(self.jwks_issuer),
-            given(self.jwks_audience),
-        ) {
-            (Some(url), Some(issuer), Some(audience)) => {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(invalid("JWKS_URL", &url, "expected an http(s) URL"));
-                }
-                Some(JwksSettings {
-                    url,
-                    issuer,
-                    audience,
-                    cache_ttl: jwks_cache_ttl,
-                    subjects: secrets(self.jwks_subjects)
-                        .iter()
-                        .map(|s| s.expose().to_owned())
-                        .collect(),
-                })
-            }
-            _ => None,
-        };
-
-        let replay_window =
-            duration_or(self.replay_window, "REPLAY_WINDOW", DEFAULT_REPLAY_WINDOW)?;
-        if replay_window.is_zero() {
-            return Err(invalid(
-                "REPLAY_WINDOW",
-                "0s",
-                "expected a positive duration",
-            ));
-        }
-
         let settings = AuthSettings {
-            default,
+            default: self.webhook_auth,
             routes,
             basic,
-            bearer,
+            bearer: BearerSettings {
+                tokens: self.bearer_tokens,
+                header: self.bearer_token_header,
+            },
             jwt,
             jwks,
-            doppler_secrets: secrets(self.doppler_webhook_secrets),
-            infisical_secrets: secrets(self.infisical_webhook_secrets),
-            hmac_secrets: secrets(self.hmac_secrets),
-            replay_window,
+            doppler_secrets: self.doppler_webhook_secrets,
+            infisical_secrets: self.infisical_webhook_secrets,
+            hmac_secrets: self.hmac_secrets,
+            replay_window: self.replay_window,
         };
         settings.check_credentials()?;
         Ok(settings)
@@ -491,49 +538,17 @@ impl AuthSettings {
     }
 }
 
-fn duration_or(
-    value: Option<String>,
-    name: &'static str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match given(value) {
-        None => Ok(default),
-        Some(text) => duration::parse(&text).map_err(|e| invalid(name, &text, e.to_string())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> Result<AuthSettings, ConfigError> {
-        let mut raw = RawAuth::default();
-        for (name, value) in pairs {
-            let text = Some(value.to_string());
-            match *name {
-                "WEBHOOK_AUTH" => raw.webhook_auth = text,
-                "BASIC_AUTH_USER" => raw.basic_auth_user = text,
-                "BASIC_AUTH_PASSWORD" => raw.basic_auth_password = text,
-                "BASIC_AUTH_CREDENTIALS" => raw.basic_auth_credentials = text,
-                "BEARER_TOKENS" => raw.bearer_tokens = text,
-                "BEARER_TOKEN_HEADER" => raw.bearer_token_header = text,
-                "JWT_HS256_SECRETS" => raw.jwt_hs256_secrets = text,
-                "JWT_AUDIENCE" => raw.jwt_audience = text,
-                "JWT_NAMESPACES_CLAIM" => raw.jwt_namespaces_claim = text,
-                "JWT_ISSUER" => raw.jwt_issuer = text,
-                "INFISICAL_WEBHOOK_SECRETS" => raw.infisical_webhook_secrets = text,
-                "DOPPLER_WEBHOOK_SECRETS" => raw.doppler_webhook_secrets = text,
-                "HMAC_SECRETS" => raw.hmac_secrets = text,
-                "REPLAY_WINDOW" => raw.replay_window = text,
-                "JWKS_URL" => raw.jwks_url = text,
-                "JWKS_ISSUER" => raw.jwks_issuer = text,
-                "JWKS_AUDIENCE" => raw.jwks_audience = text,
-                "JWKS_CACHE_TTL" => raw.jwks_cache_ttl = text,
-                "JWKS_SUBJECTS" => raw.jwks_subjects = text,
-                other => raw.per_route.push((other.to_owned(), value.to_string())),
-            }
-        }
-        raw.read()
+        super::super::Config::from_vars(
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        )
+        .map(|(config, _)| config.auth)
     }
 
     #[test]
@@ -725,7 +740,7 @@ mod tests {
         for provider in Provider::ALL {
             let variable = route_variable(provider.name());
             assert!(
-                super::super::VARIABLES.contains(&variable.as_str()),
+                super::super::VARIABLES.contains(&variable),
                 "{variable} is missing from config::VARIABLES (and configs/.env.example)"
             );
         }

@@ -1,79 +1,57 @@
 //! Settings, read from the environment under the names the original tool used.
+//!
+//! Each setting is declared once, as a field of [`Settings`] or of the groups it flattens
+//! ([`auth::AuthArgs`], [`sns::SnsArgs`]): its variable, default, parser and doc. clap reads
+//! them (`eso-refresher --help` lists them); [`Settings::into_config`] checks them against each
+//! other and builds the [`Config`] the service runs with.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::{ArgAction, Args, FromArgMatches};
 
-use crate::core::duration;
+use crate::senders::Provider;
 use crate::senders::sns::SnsSettings;
+use parse::{Refusal, Setting, refuse};
 
 pub mod auth;
+mod parse;
+pub mod sns;
 
 pub use auth::{AuthSettings, Scheme, Secret};
 
-/// The wait before the second, cache-busting patch when `CACHE_BUSTER_WAIT_INTERVAL` is unset
-/// or unreadable (the original tool's default).
+/// The wait before the second, cache-busting patch when `CACHE_BUSTER_WAIT_INTERVAL` is
+/// unreadable (the original tool's default; also the declared default).
 pub const DEFAULT_CACHE_BUSTER_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_HTTP_PORT: u16 = 8000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_EVENTS: usize = 1000;
-pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
-/// Every environment variable the service reads (configs/.env.example explains each; tests keep
-/// that file and the manifests in step with this list).
-pub const VARIABLES: [&str; 50] = [
-    "BASIC_AUTH_USER",
-    "BASIC_AUTH_PASSWORD",
-    "ENABLE_CACHE_BUSTER",
-    "CACHE_BUSTER_WAIT_INTERVAL",
-    "HTTP_PORT",
-    "WATCH_NAMESPACES",
-    "POD_NAMESPACE",
-    "MAX_BODY_BYTES",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "MAX_EVENTS",
-    "DEDUPE_WINDOW",
-    "AUTH_FAILURES_PER_MINUTE",
-    "TRUST_FORWARDED_FOR",
-    "TLS_CERT_FILE",
-    "TLS_KEY_FILE",
-    "CONFIRM_TIMEOUT",
-    "POD_NAME",
-    "WEBHOOK_AUTH",
-    "WEBHOOK_AUTH_AKEYLESS",
-    "WEBHOOK_AUTH_AWS",
-    "WEBHOOK_AUTH_GCP",
-    "WEBHOOK_AUTH_AZURE",
-    "WEBHOOK_AUTH_VAULT",
-    "WEBHOOK_AUTH_CLOUDEVENTS",
-    "WEBHOOK_AUTH_GENERIC",
-    "WEBHOOK_AUTH_DOPPLER",
-    "WEBHOOK_AUTH_INFISICAL",
-    "BASIC_AUTH_CREDENTIALS",
-    "BEARER_TOKENS",
-    "BEARER_TOKEN_HEADER",
-    "JWT_HS256_SECRETS",
-    "JWT_AUDIENCE",
-    "JWT_ISSUER",
-    "JWT_NAMESPACES_CLAIM",
-    "DOPPLER_WEBHOOK_SECRETS",
-    "INFISICAL_WEBHOOK_SECRETS",
-    "HMAC_SECRETS",
-    "REPLAY_WINDOW",
-    "JWKS_URL",
-    "JWKS_ISSUER",
-    "JWKS_AUDIENCE",
-    "JWKS_CACHE_TTL",
-    "JWKS_SUBJECTS",
-    "AWS_SNS_VERIFY_SIGNATURES",
-    "AWS_SNS_CONFIRM_SUBSCRIPTIONS",
-    "AWS_SNS_ONLY",
-    "AWS_SNS_TOPIC_ARNS",
-    "AWS_SNS_MAX_AGE",
-    "AWS_ENDPOINT_URL_SNS",
-];
+/// The program name clap reports in errors and help.
+const NAME: &str = env!("CARGO_PKG_NAME");
+
+/// Variables read outside this module: the log filter reads `RUST_LOG`, the Event recorder
+/// `POD_NAME`.
+const READ_ELSEWHERE: [&str; 2] = ["RUST_LOG", "POD_NAME"];
+
+/// Every environment variable the service reads: those of the declared settings, one
+/// `WEBHOOK_AUTH_<ROUTE>` per provider route, and [`READ_ELSEWHERE`]. configs/.env.example
+/// explains each; tests keep that file and the manifests in step with this list.
+pub static VARIABLES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let command = command();
+    let declared: Vec<String> = command
+        .get_arguments()
+        .filter_map(clap::Arg::get_env)
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    let routes = Provider::ALL.map(|provider| auth::route_variable(provider.name()));
+    declared
+        .into_iter()
+        .chain(routes)
+        .chain(READ_ELSEWHERE.map(String::from))
+        .collect()
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -81,7 +59,7 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Who may call the webhook routes, and how they prove it.
     pub auth: AuthSettings,
@@ -116,34 +94,13 @@ pub struct TlsFiles {
     pub key: std::path::PathBuf,
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("auth", &self.auth)
-            .field("cache_buster", &self.cache_buster)
-            .field("http_port", &self.http_port)
-            .field("watch_namespaces", &self.watch_namespaces)
-            .field("log_format", &self.log_format)
-            .field("pod_namespace", &self.pod_namespace)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_events", &self.max_events)
-            .field("dedupe_window", &self.dedupe_window)
-            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
-            .field("tls", &self.tls)
-            .field("confirm_timeout", &self.confirm_timeout)
-            .field("sns", &self.sns)
-            .finish()
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{0} must be set: webhook callers authenticate with HTTP basic auth")]
     MissingCredentials(String),
     #[error("{name}={value:?} is invalid: {expected}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         expected: String,
     },
@@ -165,395 +122,232 @@ pub enum ConfigError {
     Environment(String),
 }
 
-/// Everything as text, so that each bad value gets an error naming its variable.
-/// (envy matches variable names case-insensitively, as lower-case field names.)
-#[derive(Deserialize, Default)]
-#[cfg_attr(test, derive(serde::Serialize))]
-struct RawConfig {
-    basic_auth_user: Option<String>,
-    basic_auth_password: Option<String>,
-    webhook_auth: Option<String>,
-    basic_auth_credentials: Option<String>,
-    bearer_tokens: Option<String>,
-    bearer_token_header: Option<String>,
-    jwt_hs256_secrets: Option<String>,
-    jwt_audience: Option<String>,
-    jwt_issuer: Option<String>,
-    jwt_namespaces_claim: Option<String>,
-    doppler_webhook_secrets: Option<String>,
-    infisical_webhook_secrets: Option<String>,
-    hmac_secrets: Option<String>,
-    replay_window: Option<String>,
-    jwks_url: Option<String>,
-    jwks_issuer: Option<String>,
-    jwks_audience: Option<String>,
-    jwks_cache_ttl: Option<String>,
-    jwks_subjects: Option<String>,
-    enable_cache_buster: Option<String>,
-    cache_buster_wait_interval: Option<String>,
-    http_port: Option<String>,
-    watch_namespaces: Option<String>,
-    log_format: Option<String>,
-    pod_namespace: Option<String>,
-    max_body_bytes: Option<String>,
-    max_events: Option<String>,
-    dedupe_window: Option<String>,
-    auth_failures_per_minute: Option<String>,
-    trust_forwarded_for: Option<String>,
-    tls_cert_file: Option<String>,
-    tls_key_file: Option<String>,
-    confirm_timeout: Option<String>,
-    aws_sns_verify_signatures: Option<String>,
-    aws_sns_confirm_subscriptions: Option<String>,
-    aws_sns_only: Option<String>,
-    aws_sns_topic_arns: Option<String>,
-    aws_sns_max_age: Option<String>,
-    aws_endpoint_url_sns: Option<String>,
-}
-
-impl Config {
-    pub fn from_env() -> Result<(Config, Vec<String>), ConfigError> {
-        // Variables that are not Unicode cannot be ours; skip them rather than panic.
-        Self::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+impl ConfigError {
+    pub fn invalid(name: &str, value: &str, expected: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            expected: expected.into(),
+        }
     }
 
-    /// Reads the settings from name/value pairs. Besides the config it returns warnings about
-    /// values that were replaced by a default, to be logged once logging is set up.
-    pub fn from_vars(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
-        let vars: Vec<(String, String)> = vars.into_iter().collect();
-        // Per-route settings are named after the routes, so they are found by their prefix.
-        let route_prefix = format!("{}_", auth::WEBHOOK_AUTH);
-        let per_route: Vec<(String, String)> = vars
-            .iter()
-            .filter(|(name, _)| name.to_ascii_uppercase().starts_with(&route_prefix))
-            .map(|(name, value)| (name.to_ascii_uppercase(), value.clone()))
-            .collect();
-        let raw: RawConfig =
-            envy::from_iter(vars).map_err(|e| ConfigError::Environment(e.to_string()))?;
+    /// The setting a clap error refuses, if it refuses one; `None` for clap's own errors and
+    /// messages (an unknown option, `--help`), which clap prints itself.
+    pub fn from_clap(error: &clap::Error) -> Option<ConfigError> {
+        std::error::Error::source(error)?
+            .downcast_ref::<ConfigError>()
+            .cloned()
+    }
+
+    fn from_clap_or_environment(error: clap::Error) -> ConfigError {
+        ConfigError::from_clap(&error).unwrap_or_else(|| {
+            let text = error.to_string();
+            ConfigError::Environment(text.lines().next().unwrap_or_default().to_owned())
+        })
+    }
+}
+
+/// The service's settings as declared: each field one environment variable (or, equally, the
+/// command-line option of the same name). Blank counts as unset.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Settings", mut_args = hide_empty_default)]
+pub struct Settings {
+    /// Patch a second time, CACHE_BUSTER_WAIT_INTERVAL after the first, for providers whose own
+    /// caches may still serve the old value at first: true or false (also 1/0, t/f).
+    #[arg(long, env = "ENABLE_CACHE_BUSTER", default_value = "false",
+        action = ArgAction::Set, value_parser = Setting(parse::flag))]
+    enable_cache_buster: bool,
+
+    /// The wait before the second patch, Go duration ("500ms", "1m30s"); an unreadable value
+    /// logs a warning and 2s is used.
+    #[arg(long, env = "CACHE_BUSTER_WAIT_INTERVAL", default_value = "2s",
+        value_parser = Setting(parse::lenient_duration))]
+    cache_buster_wait_interval: std::result::Result<Duration, crate::core::duration::DurationError>,
+
+    /// Port of the HTTP listener (webhook, health, readiness).
+    #[arg(long, env = "HTTP_PORT", default_value_t = DEFAULT_HTTP_PORT,
+        value_parser = Setting(parse::port))]
+    http_port: u16,
+
+    /// Comma-separated namespaces to watch; empty watches every namespace (if listing them is
+    /// forbidden, the service falls back to its own namespace and logs it).
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "",
+        value_parser = Setting(parse::namespaces))]
+    watch_namespaces: std::vec::Vec<String>,
+
+    /// The service's own namespace, for that fallback (in a pod, from the downward API); unset:
+    /// the service account's namespace file.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "", value_parser = Setting(parse::text))]
+    pod_namespace: std::option::Option<String>,
+
+    /// Largest webhook body accepted, in bytes; a larger one is answered 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
+        value_parser = Setting(|text| parse::positive(text, "a positive number of bytes")))]
+    max_body_bytes: usize,
+
+    /// Log lines as json (one object per line) or text.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = Setting(log_format))]
+    log_format: LogFormat,
+
+    /// Most events accepted in one request; a larger batch is answered 413.
+    #[arg(long, env = "MAX_EVENTS", default_value_t = DEFAULT_MAX_EVENTS,
+        value_parser = Setting(|text| parse::positive(text, "a positive number of events")))]
+    max_events: usize,
+
+    /// How long an applied event id is remembered (a re-delivery within it is answered as a
+    /// duplicate), Go duration; 0s turns it off.
+    #[arg(long, env = "DEDUPE_WINDOW", default_value = "10m",
+        value_parser = Setting(parse::duration))]
+    dedupe_window: Duration,
+
+    /// Failed authentications one client address may make per minute before it is answered 429.
+    #[arg(long, env = "AUTH_FAILURES_PER_MINUTE", default_value_t = DEFAULT_AUTH_FAILURES_PER_MINUTE,
+        value_parser = Setting(parse::positive_u32))]
+    auth_failures_per_minute: u32,
+
+    /// Take the client address from the last hop of X-Forwarded-For: behind an ingress only.
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value = "false",
+        action = ArgAction::Set, value_parser = Setting(parse::flag))]
+    trust_forwarded_for: bool,
+
+    /// PEM certificate chain to serve HTTPS instead of HTTP (with TLS_KEY_FILE).
+    #[arg(long, env = "TLS_CERT_FILE", default_value = "", value_parser = Setting(parse::path))]
+    tls_cert_file: std::option::Option<std::path::PathBuf>,
+
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", default_value = "", value_parser = Setting(parse::path))]
+    tls_key_file: std::option::Option<std::path::PathBuf>,
+
+    /// Follow each refresh until ESO reports it, for at most this long, Go duration; empty or
+    /// 0s: off.
+    #[arg(long, env = "CONFIRM_TIMEOUT", default_value = "",
+        value_parser = Setting(parse::optional_duration))]
+    confirm_timeout: std::option::Option<Duration>,
+
+    #[command(flatten)]
+    auth: auth::AuthArgs,
+
+    #[command(flatten)]
+    sns: sns::SnsArgs,
+}
+
+/// An empty default means unset; `[default: ""]` would say nothing in `--help`.
+fn hide_empty_default(arg: clap::Arg) -> clap::Arg {
+    let empty = arg
+        .get_default_values()
+        .iter()
+        .all(|value| value.is_empty());
+    arg.hide_default_value(empty)
+}
+
+fn log_format(text: &str) -> Result<LogFormat, Refusal> {
+    match text.trim() {
+        text if text.eq_ignore_ascii_case("text") => Ok(LogFormat::Text),
+        text if text.eq_ignore_ascii_case("json") => Ok(LogFormat::Json),
+        text => Err(refuse(text, "expected json or text")),
+    }
+}
+
+/// The settings alone, as a command of their own.
+fn command() -> clap::Command {
+    Settings::augment_args(clap::Command::new(NAME))
+}
+
+impl Settings {
+    /// The settings checked against each other, as the service uses them. Besides the config
+    /// it returns warnings about values that were replaced by a default, to be logged once
+    /// logging is set up.
+    pub fn into_config(self) -> Result<(Config, Vec<String>), ConfigError> {
+        let auth = self.auth.read()?;
         let mut warnings = Vec::new();
-
-        let auth = auth::RawAuth {
-            webhook_auth: raw.webhook_auth,
-            per_route,
-            basic_auth_user: raw.basic_auth_user,
-            basic_auth_password: raw.basic_auth_password,
-            basic_auth_credentials: raw.basic_auth_credentials,
-            bearer_tokens: raw.bearer_tokens,
-            bearer_token_header: raw.bearer_token_header,
-            jwt_hs256_secrets: raw.jwt_hs256_secrets,
-            jwt_audience: raw.jwt_audience,
-            jwt_issuer: raw.jwt_issuer,
-            jwt_namespaces_claim: raw.jwt_namespaces_claim,
-            doppler_webhook_secrets: raw.doppler_webhook_secrets,
-            infisical_webhook_secrets: raw.infisical_webhook_secrets,
-            hmac_secrets: raw.hmac_secrets,
-            replay_window: raw.replay_window,
-            jwks_url: raw.jwks_url,
-            jwks_issuer: raw.jwks_issuer,
-            jwks_audience: raw.jwks_audience,
-            jwks_cache_ttl: raw.jwks_cache_ttl,
-            jwks_subjects: raw.jwks_subjects,
-        }
-        .read()?;
-
-        let enabled = match raw.enable_cache_buster.as_deref().map(str::trim) {
-            None | Some("") => false,
-            Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
-                name: "ENABLE_CACHE_BUSTER",
-                value: value.to_owned(),
-                expected: "expected true or false".into(),
-            })?,
-        };
-        let wait = match raw.cache_buster_wait_interval.as_deref().map(str::trim) {
-            None | Some("") => DEFAULT_CACHE_BUSTER_WAIT,
-            Some(value) => duration::parse(value).unwrap_or_else(|e| {
-                warnings.push(format!(
-                    "CACHE_BUSTER_WAIT_INTERVAL: {e}; using {}",
-                    humantime::format_duration(DEFAULT_CACHE_BUSTER_WAIT)
-                ));
-                DEFAULT_CACHE_BUSTER_WAIT
-            }),
-        };
-
-        let http_port = match raw.http_port.as_deref().map(str::trim) {
-            None | Some("") => DEFAULT_HTTP_PORT,
-            Some(value) => value.parse::<u16>().map_err(|_| ConfigError::Invalid {
-                name: "HTTP_PORT",
-                value: value.to_owned(),
-                expected: "expected a port number from 0 to 65535".into(),
-            })?,
-        };
-
-        let watch_namespaces = parse_namespaces(&raw.watch_namespaces.unwrap_or_default())?;
-
-        let log_format = match raw.log_format.as_deref().map(str::trim) {
-            None | Some("") => LogFormat::Text,
-            Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
-            Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
-            Some(value) => {
-                return Err(ConfigError::Invalid {
-                    name: "LOG_FORMAT",
-                    value: value.to_owned(),
-                    expected: "expected json or text".into(),
-                });
-            }
-        };
-
-        let max_body_bytes = match raw.max_body_bytes.as_deref().map(str::trim) {
-            None | Some("") => DEFAULT_MAX_BODY_BYTES,
-            Some(value) => value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "MAX_BODY_BYTES",
-                    value: value.to_owned(),
-                    expected: "expected a positive number of bytes".into(),
-                })?,
-        };
-
-        let max_events = positive(raw.max_events, "MAX_EVENTS", "a positive number of events")?
-            .unwrap_or(DEFAULT_MAX_EVENTS);
-        let auth_failures_per_minute = positive(
-            raw.auth_failures_per_minute,
-            "AUTH_FAILURES_PER_MINUTE",
-            "a positive number",
-        )?
-        .map_or(Ok(DEFAULT_AUTH_FAILURES_PER_MINUTE), |n| {
-            u32::try_from(n).map_err(|_| ConfigError::Invalid {
-                name: "AUTH_FAILURES_PER_MINUTE",
-                value: n.to_string(),
-                expected: "expected a smaller number".into(),
-            })
-        })?;
-        let dedupe_window =
-            duration_setting(raw.dedupe_window, "DEDUPE_WINDOW")?.unwrap_or(DEFAULT_DEDUPE_WINDOW);
-        let confirm_timeout =
-            duration_setting(raw.confirm_timeout, "CONFIRM_TIMEOUT")?.filter(|d| !d.is_zero());
-        let trust_forwarded_for = match raw.trust_forwarded_for.as_deref().map(str::trim) {
-            None | Some("") => false,
-            Some(value) => parse_bool(value).ok_or_else(|| ConfigError::Invalid {
-                name: "TRUST_FORWARDED_FOR",
-                value: value.to_owned(),
-                expected: "expected true or false".into(),
-            })?,
-        };
-        let tls = match (given(raw.tls_cert_file), given(raw.tls_key_file)) {
+        let wait = self.cache_buster_wait_interval.unwrap_or_else(|e| {
+            warnings.push(format!(
+                "CACHE_BUSTER_WAIT_INTERVAL: {e}; using {}",
+                humantime::format_duration(DEFAULT_CACHE_BUSTER_WAIT)
+            ));
+            DEFAULT_CACHE_BUSTER_WAIT
+        });
+        let tls = match (self.tls_cert_file, self.tls_key_file) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.into(),
-                key: key.into(),
-            }),
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (Some(_), None) | (None, Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    name: "TLS_CERT_FILE",
-                    value: String::new(),
-                    expected: "TLS_CERT_FILE and TLS_KEY_FILE go together".into(),
-                });
+                return Err(ConfigError::invalid(
+                    "TLS_CERT_FILE",
+                    "",
+                    "TLS_CERT_FILE and TLS_KEY_FILE go together",
+                ));
             }
         };
-
-        let sns = sns_settings(
-            [
-                raw.aws_sns_verify_signatures,
-                raw.aws_sns_confirm_subscriptions,
-                raw.aws_sns_topic_arns,
-                raw.aws_endpoint_url_sns,
-                raw.aws_sns_max_age,
-                raw.aws_sns_only,
-            ],
-            &mut warnings,
-        )?;
-
-        let pod_namespace = raw
-            .pod_namespace
-            .map(|ns| ns.trim().to_owned())
-            .filter(|ns| !ns.is_empty());
-
+        let sns = self.sns.read(&mut warnings)?;
         let config = Config {
             auth,
-            cache_buster: enabled.then_some(wait),
-            http_port,
-            watch_namespaces,
-            log_format,
-            pod_namespace,
-            max_body_bytes,
-            max_events,
-            dedupe_window,
-            auth_failures_per_minute,
-            trust_forwarded_for,
+            cache_buster: self.enable_cache_buster.then_some(wait),
+            http_port: self.http_port,
+            watch_namespaces: self.watch_namespaces,
+            log_format: self.log_format,
+            pod_namespace: self.pod_namespace,
+            max_body_bytes: self.max_body_bytes,
+            max_events: self.max_events,
+            dedupe_window: self.dedupe_window,
+            auth_failures_per_minute: self.auth_failures_per_minute,
+            trust_forwarded_for: self.trust_forwarded_for,
             tls,
-            confirm_timeout,
+            confirm_timeout: self.confirm_timeout,
             sns,
         };
         Ok((config, warnings))
     }
 }
 
-/// The `AWS_SNS_*` variables and `AWS_ENDPOINT_URL_SNS`; turning signature checks off is
-/// warned about.
-fn sns_settings(
-    [verify, confirm, topics, endpoint, max_age, only]: [Option<String>; 6],
-    warnings: &mut Vec<String>,
-) -> Result<SnsSettings, ConfigError> {
-    let flag_or = |value: &Option<String>, name: &'static str, unset: bool| match value
-        .as_deref()
-        .map(str::trim)
-    {
-        None | Some("") => Ok(unset),
-        Some(text) => parse_bool(text).ok_or_else(|| ConfigError::Invalid {
-            name,
-            value: text.to_owned(),
-            expected: "expected true or false".into(),
-        }),
-    };
-    let flag = |value: &Option<String>, name: &'static str| flag_or(value, name, true);
-    let verify_signatures = flag(&verify, "AWS_SNS_VERIFY_SIGNATURES")?;
-    let only = flag_or(&only, "AWS_SNS_ONLY", false)?;
-    if only && !verify_signatures {
-        return Err(ConfigError::Invalid {
-            name: "AWS_SNS_ONLY",
-            value: "true".into(),
-            expected: "AWS_SNS_ONLY needs AWS_SNS_VERIFY_SIGNATURES: unverified, an SNS envelope proves nothing".into(),
-        });
+impl Config {
+    /// Reads the settings from the process environment (see [`Settings::into_config`]).
+    pub fn from_env() -> Result<(Config, Vec<String>), ConfigError> {
+        let matches = command()
+            .try_get_matches_from([NAME])
+            .map_err(ConfigError::from_clap_or_environment)?;
+        Settings::from_arg_matches(&matches)
+            .map_err(ConfigError::from_clap_or_environment)?
+            .into_config()
     }
-    if !verify_signatures {
-        warnings.push(
-            "AWS_SNS_VERIFY_SIGNATURES=false: SNS message signatures are not checked; anyone with the webhook credentials can send SNS messages".into(),
-        );
+
+    /// Reads the settings from name/value pairs instead of the process environment, exactly
+    /// as [`Config::from_env`] would from an environment holding just these.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let value_of = |name: &str| {
+            vars.iter()
+                .rev()
+                .find(|(known, _)| known == name)
+                .map_or("", |(_, value)| value.as_str())
+        };
+        // Every setting given on the command line, which clap prefers to the process
+        // environment; an absent one as blank, which counts as unset.
+        let command = command();
+        let arguments: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let value = value_of(arg.get_env()?.to_str()?);
+                Some(format!("--{}={value}", arg.get_long()?))
+            })
+            .collect();
+        let matches = command
+            .try_get_matches_from(std::iter::once(NAME.to_owned()).chain(arguments))
+            .map_err(ConfigError::from_clap_or_environment)?;
+        let mut settings =
+            Settings::from_arg_matches(&matches).map_err(ConfigError::from_clap_or_environment)?;
+        settings.auth.per_route = auth::route_settings(vars);
+        settings.into_config()
     }
-    let confirm_subscriptions = flag(&confirm, "AWS_SNS_CONFIRM_SUBSCRIPTIONS")?;
-    let mut topic_arns: Vec<String> = Vec::new();
-    for arn in topics
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|arn| !arn.is_empty())
-    {
-        if !arn.starts_with("arn:") || arn.split(':').count() != 6 {
-            return Err(ConfigError::Invalid {
-                name: "AWS_SNS_TOPIC_ARNS",
-                value: arn.to_owned(),
-                expected: "expected a comma-separated list of topic ARNs (arn:aws:sns:<region>:<account>:<topic>)".into(),
-            });
-        }
-        if !topic_arns.iter().any(|known| known == arn) {
-            topic_arns.push(arn.to_owned());
-        }
-    }
-    let endpoint = match endpoint.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(text) => Some(
-            reqwest::Url::parse(text)
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "AWS_ENDPOINT_URL_SNS",
-                    value: text.to_owned(),
-                    expected: "expected an http(s) URL such as http://localhost:4566".into(),
-                })?,
-        ),
-    };
-    let max_age = duration_setting(max_age, "AWS_SNS_MAX_AGE")?
-        .unwrap_or(crate::senders::sns::DEFAULT_MAX_AGE);
-    if max_age.is_zero() {
-        return Err(ConfigError::Invalid {
-            name: "AWS_SNS_MAX_AGE",
-            value: "0s".into(),
-            expected: "expected a positive duration".into(),
-        });
-    }
-    Ok(SnsSettings {
-        verify_signatures,
-        confirm_subscriptions,
-        topic_arns,
-        endpoint,
-        max_age,
-        only,
-    })
 }
 
 /// A `WATCH_NAMESPACES` value: comma-separated namespace names; empty means all namespaces.
 /// Each namespace once, in the order first given.
 pub fn parse_namespaces(value: &str) -> Result<Vec<String>, ConfigError> {
-    let mut namespaces: Vec<String> = Vec::new();
-    for ns in value.split(',').map(str::trim).filter(|ns| !ns.is_empty()) {
-        if !is_dns_label(ns) {
-            return Err(ConfigError::Invalid {
-                name: "WATCH_NAMESPACES",
-                value: ns.to_owned(),
-                expected: "expected a comma-separated list of namespace names".into(),
-            });
-        }
-        if !namespaces.iter().any(|known| known == ns) {
-            namespaces.push(ns.to_owned());
-        }
-    }
-    Ok(namespaces)
-}
-
-fn positive(
-    value: Option<String>,
-    name: &'static str,
-    what: &str,
-) -> Result<Option<usize>, ConfigError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| ConfigError::Invalid {
-                name,
-                value: text.to_owned(),
-                expected: format!("expected {what}"),
-            }),
-    }
-}
-
-fn duration_setting(
-    value: Option<String>,
-    name: &'static str,
-) -> Result<Option<Duration>, ConfigError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(text) => duration::parse(text)
-            .map(Some)
-            .map_err(|e| ConfigError::Invalid {
-                name,
-                value: text.to_owned(),
-                expected: e.to_string(),
-            }),
-    }
-}
-
-fn given(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
-}
-
-/// The spellings Go's `strconv.ParseBool` accepts, in any case.
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" => Some(true),
-        "0" | "f" | "false" => Some(false),
-        _ => None,
-    }
-}
-
-fn is_dns_label(name: &str) -> bool {
-    name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+    parse::namespaces(value).map_err(|refusal| {
+        ConfigError::invalid("WATCH_NAMESPACES", &refusal.value, refusal.expected)
+    })
 }
 
 #[cfg(test)]
@@ -700,23 +494,77 @@ mod tests {
     }
 
     #[test]
-    fn variables_lists_exactly_what_is_read() {
-        // RUST_LOG is read by the log filter, POD_NAME by the Event recorder, and per-route
-        // WEBHOOK_AUTH_<ROUTE> by their prefix; every other name must be a field read here.
-        let read: Vec<&str> = VARIABLES
-            .iter()
-            .copied()
-            .filter(|v| !["RUST_LOG", "POD_NAME"].contains(v))
-            .filter(|v| !v.starts_with("WEBHOOK_AUTH_"))
-            .collect();
-        let raw: RawConfig =
-            envy::from_iter(read.iter().map(|v| (v.to_string(), "x".to_string()))).unwrap();
-        let fields = serde_json::to_value(&raw).unwrap();
-        let fields = fields.as_object().unwrap();
-        assert_eq!(fields.len(), read.len(), "{fields:?}");
-        for name in read {
-            assert_eq!(fields[&name.to_lowercase()], "x", "{name} is not read");
+    fn every_setting_has_a_variable_an_option_of_that_name_and_a_doc() {
+        command().debug_assert();
+        let mut names = Vec::new();
+        for arg in command().get_arguments().filter(|a| a.get_id() != "help") {
+            let name = arg.get_env().and_then(|n| n.to_str()).expect("a variable");
+            let option = name.to_ascii_lowercase().replace('_', "-");
+            assert_eq!(arg.get_long(), Some(option.as_str()), "{name}");
+            assert!(arg.get_help().is_some(), "{name} has no doc");
+            names.push(name.to_owned());
         }
+        assert_eq!(names.len(), 39, "{names:?}");
+        assert_eq!(
+            VARIABLES.len(),
+            39 + Provider::ALL.len() + READ_ELSEWHERE.len()
+        );
+        let mut unique = VARIABLES.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), VARIABLES.len(), "each variable once");
+        assert!(names.iter().all(|name| VARIABLES.contains(name)));
+        for name in ["RUST_LOG", "POD_NAME", "WEBHOOK_AUTH_GCP"] {
+            assert!(VARIABLES.iter().any(|v| v == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn declared_defaults_match_the_constants() {
+        let (config, _) = read(&[("CACHE_BUSTER_WAIT_INTERVAL", "")]).unwrap();
+        assert_eq!(
+            config.auth.replay_window,
+            AuthSettings::basic("u", "p").replay_window
+        );
+        assert_eq!(config.sns, SnsSettings::default());
+        let (enabled, _) = read(&[("ENABLE_CACHE_BUSTER", "true")]).unwrap();
+        assert_eq!(enabled.cache_buster, Some(DEFAULT_CACHE_BUSTER_WAIT));
+    }
+
+    #[test]
+    fn blank_is_unset() {
+        let (config, warnings) = read(&[
+            ("HTTP_PORT", "  "),
+            ("WEBHOOK_AUTH", ""),
+            ("DEDUPE_WINDOW", " "),
+            ("JWT_NAMESPACES_CLAIM", " "),
+            ("AWS_SNS_VERIFY_SIGNATURES", ""),
+        ])
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.http_port, DEFAULT_HTTP_PORT);
+        assert_eq!(config.auth.default, [Scheme::Basic]);
+        assert_eq!(config.dedupe_window, Duration::from_secs(600));
+        assert!(config.sns.verify_signatures);
+        assert_eq!(config.auth.jwt, None);
+    }
+
+    #[test]
+    fn settings_debug_hides_credentials() {
+        let command = command();
+        let matches = command
+            .try_get_matches_from([
+                NAME,
+                "--basic-auth-user=u",
+                "--basic-auth-password=pw-s3cret",
+                "--bearer-tokens=tok-s3cret",
+                "--basic-auth-credentials=v:cred-s3cret",
+            ])
+            .unwrap();
+        let settings = Settings::from_arg_matches(&matches).unwrap();
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("basic_auth_user"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]
