@@ -292,34 +292,31 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Confirmation::Confirmed);
     }
 
+    /// How a refresh ends when the index shows `state` and nothing changes any more.
+    async fn outcome_with(state: IndexedSecret) -> Confirmation {
+        let index = SharedIndex::default();
+        index.write(|i| i.apply(state));
+        let id = SecretId::new("a", "s");
+        confirm(&index, &id, &after(), patched_at(), Duration::from_secs(30)).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_sync_of_the_metadata_before_the_patch_does_not_count() {
-        let index = SharedIndex::default();
-        index.write(|i| i.apply(secret(EARLIER, true, Some(true))));
-        let outcome = confirm(
-            &index,
-            &SecretId::new("a", "s"),
-            &after(),
-            patched_at(),
-            Duration::from_secs(30),
-        )
-        .await;
+        let outcome = outcome_with(secret(EARLIER, true, Some(true))).await;
         assert_eq!(outcome, Confirmation::TimedOut);
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_sync_with_a_failing_fetch_is_not_ready() {
-        let index = SharedIndex::default();
-        index.write(|i| i.apply(secret(STAMP, false, Some(false))));
-        let outcome = confirm(
-            &index,
-            &SecretId::new("a", "s"),
-            &after(),
-            patched_at(),
-            Duration::from_secs(30),
-        )
-        .await;
+        let outcome = outcome_with(secret(STAMP, false, Some(false))).await;
         assert_eq!(outcome, Confirmation::NotReady);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_older_than_the_patch_is_a_timeout() {
+        let mut failed_before = secret(STAMP, false, Some(false));
+        failed_before.sync.ready_since = Some(patched_at() - chrono::TimeDelta::minutes(5));
+        assert_eq!(outcome_with(failed_before).await, Confirmation::TimedOut);
     }
 
     #[test]
