@@ -12,10 +12,16 @@
 //! `--original-webhooks W` `--original-seconds S` (cap per phase of the re-implementation)
 //! `--smoke`. BENCHMARKS.md explains each figure. All traffic stays on 127.0.0.1; every loop
 //! is bounded in count and in time.
+//!
+//! `--envtest` measures instead against a real kube-apiserver and the real ESO controller
+//! (`refresh/envtest.rs`), beside the same workload on the fake.
 
 #[path = "../tests/integration/support/fake_api.rs"]
 #[allow(dead_code)] // the benchmark uses only part of the fake
 mod fake_api;
+
+#[path = "refresh/envtest.rs"]
+mod envtest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +53,10 @@ struct Options {
     original_webhooks: usize,
     original_seconds: f64,
     smoke: bool,
+    /// Against envtest (see `envtest`), not the fake alone.
+    envtest: bool,
+    /// Webhooks timed until ESO has put the new value in the Secret (envtest only).
+    secret_samples: usize,
 }
 
 impl Options {
@@ -62,8 +72,19 @@ impl Options {
             original_webhooks: 20,
             original_seconds: 15.0,
             smoke: false,
+            envtest: false,
+            secret_samples: 40,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
+        if args.iter().any(|a| a == "--envtest") {
+            // One size, few namespaces, enough sequential samples for a p99 (see envtest.rs).
+            options.envtest = true;
+            options.sizes = vec![envtest::SIZE];
+            options.runs = 1;
+            options.namespaces = 5;
+            options.webhooks = 100;
+            options.fanout_webhooks = 40;
+        }
         let mut i = 0;
         while i < args.len() {
             let value = || {
@@ -90,6 +111,7 @@ impl Options {
                 "--fanout-webhooks" => options.fanout_webhooks = number(value()) as usize,
                 "--original-webhooks" => options.original_webhooks = number(value()) as usize,
                 "--original-seconds" => options.original_seconds = number(value()),
+                "--secret-samples" => options.secret_samples = number(value()) as usize,
                 "--smoke" => {
                     options.smoke = true;
                     i += 1;
@@ -113,6 +135,12 @@ impl Options {
             options.fanout_webhooks = 3;
             options.original_webhooks = 3;
             options.original_seconds = 5.0;
+            options.secret_samples = 3;
+            if options.envtest {
+                options.sizes = vec![envtest::SIZE];
+                options.namespaces = 5;
+                options.webhooks = 3;
+            }
         }
         assert!(options.runs >= 1 && options.namespaces >= 1);
         assert!(
@@ -188,6 +216,15 @@ fn akeyless_body(key: &str) -> String {
     json!([{"event_id": id, "event_level": "info", "event_type": "static-secret-updated",
             "item_name": key, "item_id": 1, "item_type": "STATIC_SECRET", "payload": {}}])
     .to_string()
+}
+
+/// Webhooks in the Akeyless form to `/webhook`, whose writes the fake records as they arrive.
+const AKEYLESS: (&str, &dyn Fn()) = ("/webhook", &|| {});
+
+/// The generic form, `{"keys": [..]}`, for `POST /webhook/generic`: concerns a store of any
+/// provider (ESO's `webhook` provider, on envtest).
+fn generic_body(key: &str) -> String {
+    json!({"keys": [key]}).to_string()
 }
 
 /// The same without an event id, for the saturation phase, which sends one request over and
@@ -286,21 +323,47 @@ fn verb(method: &str, path: &str, is_watch: bool) -> &'static str {
 
 /// Runs a measured phase and counts the API requests made meanwhile, per webhook, by verb.
 async fn with_requests(
-    fake: &FakeApiServer,
+    log: &dyn RequestLog,
     phase: impl std::future::Future<Output = Latency>,
 ) -> (Latency, BTreeMap<String, f64>) {
-    let mark = fake.request_count();
+    let mark = log.mark();
     let latency = phase.await;
-    let verbs = requests_by_verb(fake, mark, latency.count);
+    let verbs = log.verbs_since(mark, latency.count);
     (latency, verbs)
 }
 
+/// Where the API requests of a phase are counted: the fake's request log, or (envtest) the
+/// API server's audit log.
+trait RequestLog {
+    /// A mark for `verbs_since`: the requests so far.
+    fn mark(&self) -> usize;
+    /// Requests since `from`, per webhook, by verb.
+    fn verbs_since(&self, from: usize, webhooks: usize) -> BTreeMap<String, f64>;
+}
+
+impl RequestLog for FakeApiServer {
+    fn mark(&self) -> usize {
+        self.request_count()
+    }
+
+    fn verbs_since(&self, from: usize, webhooks: usize) -> BTreeMap<String, f64> {
+        requests_by_verb(self, from, webhooks)
+    }
+}
+
 fn requests_by_verb(fake: &FakeApiServer, from: usize, webhooks: usize) -> BTreeMap<String, f64> {
+    let verbs = fake
+        .request_summaries_since(from)
+        .into_iter()
+        .map(|(method, path, is_watch)| verb(&method, &path, is_watch).to_owned());
+    per_webhook(verbs, webhooks)
+}
+
+/// How many of each verb there were per webhook.
+fn per_webhook(verbs: impl Iterator<Item = String>, webhooks: usize) -> BTreeMap<String, f64> {
     let mut counts: BTreeMap<String, f64> = BTreeMap::new();
-    for (method, path, is_watch) in fake.request_summaries_since(from) {
-        *counts
-            .entry(verb(&method, &path, is_watch).to_owned())
-            .or_default() += 1.0;
+    for verb in verbs {
+        *counts.entry(verb).or_default() += 1.0;
     }
     for count in counts.values_mut() {
         *count /= webhooks.max(1) as f64;
@@ -339,12 +402,26 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-fn write_kubeconfig(dir: &Path, api_url: &str) -> PathBuf {
+/// A kubeconfig for the service: `api_url`, and for a real API server (`tls`) the file of the
+/// CA that signed its certificate and a bearer token.
+fn write_kubeconfig(dir: &Path, api_url: &str, tls: Option<(&Path, &str)>) -> PathBuf {
     let path = dir.join("kubeconfig");
+    let quoted = |s: &str| Value::from(s).to_string();
+    let (ca, user) = match tls {
+        Some((ca, token)) => (
+            format!(
+                "    certificate-authority: {}\n",
+                quoted(&ca.to_string_lossy())
+            ),
+            format!("\n    token: {}", quoted(token)),
+        ),
+        None => (String::new(), " {}".to_owned()),
+    };
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {api_url}\n\
-         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: bench\n    namespace: default\n\
-         current-context: fake\nusers:\n- name: bench\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: bench\n  cluster:\n    server: {}\n{ca}\
+         contexts:\n- name: bench\n  context:\n    cluster: bench\n    user: bench\n    namespace: default\n\
+         current-context: bench\nusers:\n- name: bench\n  user:{user}\n",
+        quoted(api_url)
     );
     std::fs::write(&path, text).expect("kubeconfig");
     path
@@ -380,12 +457,13 @@ impl Service {
         }
     }
 
-    /// Polls /readyz every 5 ms; the time from `started` to the first 200.
+    /// Polls /readyz every 5 ms; the time from `started` to the first 200. Checks the count of
+    /// indexed ExternalSecrets when it is `expected` (a shared cluster holds others' too).
     async fn wait_ready(
         &mut self,
         http: &reqwest::Client,
         started: Instant,
-        expected: usize,
+        expected: Option<usize>,
     ) -> Duration {
         while started.elapsed() < READY_TIMEOUT {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -399,7 +477,9 @@ impl Service {
             {
                 let ready = started.elapsed();
                 let body: Value = response.json().await.expect("readyz JSON");
-                assert_eq!(body["externalSecrets"], json!(expected), "indexed count");
+                if let Some(expected) = expected {
+                    assert_eq!(body["externalSecrets"], json!(expected), "indexed count");
+                }
                 return ready;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -430,10 +510,13 @@ impl Service {
     }
 }
 
-/// Sends `bodies` one at a time, each once, and measures each; stops after `cap`.
+/// Sends `bodies` to `route` (`/webhook`: the Akeyless form) one at a time, each once, and
+/// measures each; stops after `cap`. `catch_up` brings `arrivals` up to date once a webhook is
+/// answered (the fake records them as they come; envtest's audit log is read then).
 async fn measure_webhooks(
     http: &reqwest::Client,
     url: &str,
+    (route, catch_up): (&str, &dyn Fn()),
     arrivals: &Arrivals,
     bodies: impl Iterator<Item = (String, usize)>,
     cap: Duration,
@@ -446,22 +529,29 @@ async fn measure_webhooks(
         }
         let before = arrivals.lock().expect("arrivals").len();
         let sent = Instant::now();
-        let response = http
-            .post(format!("{url}/webhook"))
-            .basic_auth(USER, Some(PASSWORD))
-            .body(body)
-            .send()
-            .await
-            .expect("webhook");
-        let status = response.status();
-        let report: Value = response.json().await.expect("webhook JSON");
+        let refreshed = post_webhook(http, url, route, body).await;
+        catch_up();
         let writes = samples.record(sent, arrivals, before);
-        assert_eq!(status, 200, "{report}");
-        let refreshed = report["refreshed"].as_array().map_or(0, Vec::len);
-        assert_eq!(refreshed, expected, "{report}");
+        assert_eq!(refreshed, expected, "refreshed");
         assert_eq!(writes, expected, "writes that arrived");
     }
     samples.latency()
+}
+
+/// Sends one webhook with basic auth, asserts a 200 and returns how many objects it refreshed.
+async fn post_webhook(http: &reqwest::Client, url: &str, route: &str, body: String) -> usize {
+    let response = http
+        .post(format!("{url}{route}"))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("webhook");
+    let status = response.status();
+    let report: Value = response.json().await.expect("webhook JSON");
+    assert_eq!(status, 200, "{report}");
+    report["refreshed"].as_array().map_or(0, Vec::len)
 }
 
 /// The timings of sequential requests, as a measuring loop collects them.
@@ -691,18 +781,35 @@ fn spread(k: usize, n: usize) -> usize {
     (k * 7919 + 13) % n
 }
 
-async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Client) -> Vec<Run> {
+/// The fake loaded with N ExternalSecrets over M namespaces; its benchmark front's URL, handle
+/// and PATCH/PUT arrivals; a kubeconfig for it.
+async fn loaded_fake(
+    n: usize,
+    namespaces: usize,
+    dir: &Path,
+) -> (
+    FakeApiServer,
+    String,
+    actix_web::dev::ServerHandle,
+    Arrivals,
+    PathBuf,
+) {
     let fake = FakeApiServer::start().await;
     let loading = Instant::now();
     if n > 0 {
-        load(&fake, n, options.namespaces);
+        load(&fake, n, namespaces);
     }
     eprintln!(
         "[N={n}] fake loaded in {:.1}s",
         loading.elapsed().as_secs_f64()
     );
     let (api, front, arrivals) = fake.start_bench_front();
-    let kubeconfig = write_kubeconfig(dir, &api);
+    let kubeconfig = write_kubeconfig(dir, &api, None);
+    (fake, api, front, arrivals, kubeconfig)
+}
+
+async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Client) -> Vec<Run> {
+    let (fake, api, front, arrivals, kubeconfig) = loaded_fake(n, options.namespaces, dir).await;
     let groups = n / FANOUT;
     let mut runs = Vec::new();
 
@@ -711,20 +818,28 @@ async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Clien
         fake.clear_requests();
         let started = Instant::now();
         let mut service = Service::start(dir, &kubeconfig, &format!("{n}-{run}"));
-        r.ready_ms = ms(service.wait_ready(http, started, n).await);
+        r.ready_ms = ms(service.wait_ready(http, started, Some(n)).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
         r.rss_ready = service.memory().0;
 
         if n > 0 {
             // Warm the connections (the service's to the API server, ours to the service).
             let warm = (0..5).map(|k| (akeyless_body(&own_key(spread(k, n))), 1));
-            measure_webhooks(http, &service.url, &arrivals, warm, Duration::from_secs(10)).await;
+            measure_webhooks(
+                http,
+                &service.url,
+                AKEYLESS,
+                &arrivals,
+                warm,
+                Duration::from_secs(10),
+            )
+            .await;
 
             let bodies = (0..options.webhooks).map(|k| (akeyless_body(&own_key(spread(k, n))), 1));
             let cap = Duration::from_secs(30);
             (r.one, r.verbs_one) = with_requests(
                 &fake,
-                measure_webhooks(http, &service.url, &arrivals, bodies, cap),
+                measure_webhooks(http, &service.url, AKEYLESS, &arrivals, bodies, cap),
             )
             .await;
 
@@ -733,7 +848,7 @@ async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Clien
             let cap = Duration::from_secs(60);
             (r.fanout, r.verbs_fanout) = with_requests(
                 &fake,
-                measure_webhooks(http, &service.url, &arrivals, bodies, cap),
+                measure_webhooks(http, &service.url, AKEYLESS, &arrivals, bodies, cap),
             )
             .await;
 
@@ -743,6 +858,7 @@ async fn run_size(options: &Options, n: usize, dir: &Path, http: &reqwest::Clien
             r.no_match = measure_webhooks(
                 http,
                 &service.url,
+                AKEYLESS,
                 &arrivals,
                 bodies,
                 Duration::from_secs(30),
@@ -976,16 +1092,23 @@ fn main() {
             .build()
             .expect("client");
         let started = Instant::now();
+        if options.envtest {
+            if let Some(figures) = envtest::run(&options, dir.path(), &http).await {
+                envtest::report(&options, &figures);
+            }
+            eprintln!("\ntotal {:.0}s", started.elapsed().as_secs_f64());
+            return;
+        }
 
         let mut idle = Vec::new();
         {
             let fake = FakeApiServer::start().await;
             let (api, front, _) = fake.start_bench_front();
-            let kubeconfig = write_kubeconfig(dir.path(), &api);
+            let kubeconfig = write_kubeconfig(dir.path(), &api, None);
             for run in 0..options.runs {
                 let t0 = Instant::now();
                 let mut service = Service::start(dir.path(), &kubeconfig, &format!("idle-{run}"));
-                let ready_ms = ms(service.wait_ready(&http, t0, 0).await);
+                let ready_ms = ms(service.wait_ready(&http, t0, Some(0)).await);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let (rss, hwm) = service.memory();
                 idle.push(Run {
@@ -1013,6 +1136,10 @@ fn main() {
                 runs.iter()
                     .all(|r| reads(&r.verbs_one) == 0.0 && reads(&r.verbs_fanout) == 0.0)
             );
+            // A tiny pass on envtest too when it is there (skipped, visibly, when not).
+            if let Some(figures) = envtest::run(&options, dir.path(), &http).await {
+                envtest::report(&options, &figures);
+            }
             println!("\nsmoke run passed");
         }
     });
