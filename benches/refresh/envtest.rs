@@ -177,7 +177,8 @@ impl Workload {
     /// The service's ServiceAccount and its grant, as `eso-refresher rbac` prints them for the
     /// whole cluster, the cluster-scoped names made the run's own.
     fn rbac(&self) -> Vec<Value> {
-        let mut objects = eso_refresher::rbac::manifests(&[], "eso-refresher", &self.namespaces[0]);
+        let mut objects =
+            eso_refresher::cluster::rbac::manifests(&[], "eso-refresher", &self.namespaces[0]);
         let name = format!("{}-eso-refresher", self.run);
         for object in &mut objects {
             if object["metadata"]["namespace"].is_null() {
