@@ -552,14 +552,16 @@ fn parse_resource_path(path: &str) -> Option<ResourcePath> {
 /// What the API server says of an object's `name` or `generateName` when it is not a DNS
 /// subdomain (a `generateName` may end in a dash: the random suffix follows it).
 fn invalid_name(metadata: &Value) -> Option<String> {
+    // Dot-separated labels, each of lower-case alphanumerics and dashes, starting and ending
+    // alphanumeric.
     fn is_dns_subdomain(name: &str) -> bool {
         let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
         name.len() <= 253
-            && name.starts_with(alphanumeric)
-            && name.ends_with(alphanumeric)
-            && name
-                .chars()
-                .all(|c| alphanumeric(c) || c == '-' || c == '.')
+            && name.split('.').all(|label| {
+                label.starts_with(alphanumeric)
+                    && label.ends_with(alphanumeric)
+                    && label.chars().all(|c| alphanumeric(c) || c == '-')
+            })
     }
     match (metadata["name"].as_str(), metadata["generateName"].as_str()) {
         (Some(name), _) if !is_dns_subdomain(name) => Some(format!(
