@@ -7,10 +7,8 @@
 //! cargo bench --bench refresh -- --smoke        # tiny, untimed: checks that it all works
 //! ```
 //!
-//! Options: `--sizes N,N,..` `--runs R` `--namespaces M` `--seconds S` (each saturation
-//! phase) `--connections C` `--webhooks W` (1-match webhooks per run) `--fanout-webhooks W`
-//! `--original-webhooks W` `--original-seconds S` (cap per phase of the re-implementation)
-//! `--smoke`. BENCHMARKS.md explains each figure. All traffic stays on 127.0.0.1; every loop
+//! Options: `cargo bench --bench refresh -- --help` lists them. BENCHMARKS.md explains each
+//! figure. All traffic stays on 127.0.0.1; every loop
 //! is bounded in count and in time.
 //!
 //! `--envtest` measures instead against a real kube-apiserver and the real ESO controller
@@ -59,8 +57,54 @@ struct Options {
     secret_samples: usize,
 }
 
+/// The command line (`cargo bench --bench refresh -- …`); BENCHMARKS.md explains each figure.
+#[derive(clap::Parser)]
+#[command(about = "Benchmark eso-refresher against the fake API server (and envtest)")]
+struct Args {
+    /// ExternalSecret counts, comma-separated, multiples of 100 [default: 1000,10000,100000]
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Runs per size [default: 5]
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Namespaces the ExternalSecrets are spread over [default: 100]
+    #[arg(long)]
+    namespaces: Option<usize>,
+    /// Seconds per saturation phase [default: 3]
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Connections of the saturation phases [default: 32]
+    #[arg(long)]
+    connections: Option<usize>,
+    /// 1-match and no-match webhooks per run [default: 500]
+    #[arg(long)]
+    webhooks: Option<usize>,
+    /// 100-match webhooks per run [default: 100]
+    #[arg(long)]
+    fanout_webhooks: Option<usize>,
+    /// Webhooks through the re-implementation of the original tool [default: 20]
+    #[arg(long)]
+    original_webhooks: Option<usize>,
+    /// Cap, in seconds, of each phase of the re-implementation [default: 15]
+    #[arg(long)]
+    original_seconds: Option<f64>,
+    /// envtest: webhooks timed until ESO has put the new value in the Secret [default: 40]
+    #[arg(long)]
+    secret_samples: Option<usize>,
+    /// Tiny and untimed: checks that the tool works (overrides the sizes and counts)
+    #[arg(long)]
+    smoke: bool,
+    /// Against a real kube-apiserver and ESO (envtest's variables), beside the fake
+    #[arg(long)]
+    envtest: bool,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 impl Options {
     fn parse() -> Options {
+        let args = <Args as clap::Parser>::parse();
         let mut options = Options {
             sizes: vec![1_000, 10_000, 100_000],
             runs: 5,
@@ -71,60 +115,28 @@ impl Options {
             fanout_webhooks: 100,
             original_webhooks: 20,
             original_seconds: 15.0,
-            smoke: false,
-            envtest: false,
+            smoke: args.smoke,
+            envtest: args.envtest,
             secret_samples: 40,
         };
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        if args.iter().any(|a| a == "--envtest") {
+        if args.envtest {
             // One size, few namespaces, enough sequential samples for a p99 (see envtest.rs).
-            options.envtest = true;
             options.sizes = vec![envtest::SIZE];
             options.runs = 1;
             options.namespaces = 5;
             options.webhooks = 100;
             options.fanout_webhooks = 40;
         }
-        let mut i = 0;
-        while i < args.len() {
-            let value = || {
-                args.get(i + 1)
-                    .unwrap_or_else(|| panic!("{} needs a value", args[i]))
-                    .clone()
-            };
-            let number = |v: String| -> f64 {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{}: not a number: {v}", args[i]))
-            };
-            match args[i].as_str() {
-                "--sizes" => {
-                    options.sizes = value()
-                        .split(',')
-                        .map(|s| s.trim().parse().expect("--sizes: numbers"))
-                        .collect();
-                }
-                "--runs" => options.runs = number(value()) as usize,
-                "--namespaces" => options.namespaces = number(value()) as usize,
-                "--seconds" => options.seconds = number(value()),
-                "--connections" => options.connections = number(value()) as usize,
-                "--webhooks" => options.webhooks = number(value()) as usize,
-                "--fanout-webhooks" => options.fanout_webhooks = number(value()) as usize,
-                "--original-webhooks" => options.original_webhooks = number(value()) as usize,
-                "--original-seconds" => options.original_seconds = number(value()),
-                "--secret-samples" => options.secret_samples = number(value()) as usize,
-                "--smoke" => {
-                    options.smoke = true;
-                    i += 1;
-                    continue;
-                }
-                // `cargo bench` passes --bench; anything else unknown is ignored too.
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            }
-            i += 2;
-        }
+        options.sizes = args.sizes.unwrap_or(options.sizes);
+        options.runs = args.runs.unwrap_or(options.runs);
+        options.namespaces = args.namespaces.unwrap_or(options.namespaces);
+        options.seconds = args.seconds.unwrap_or(options.seconds);
+        options.connections = args.connections.unwrap_or(options.connections);
+        options.webhooks = args.webhooks.unwrap_or(options.webhooks);
+        options.fanout_webhooks = args.fanout_webhooks.unwrap_or(options.fanout_webhooks);
+        options.original_webhooks = args.original_webhooks.unwrap_or(options.original_webhooks);
+        options.original_seconds = args.original_seconds.unwrap_or(options.original_seconds);
+        options.secret_samples = args.secret_samples.unwrap_or(options.secret_samples);
         if options.smoke {
             options.sizes = vec![200];
             options.runs = 1;

@@ -49,8 +49,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 const QUIET: Duration = Duration::from_millis(1500);
 
 const MISSING: &str = "--envtest needs a running envtest with ESO: KUBECONFIG, ENVTEST_DIR, \
-    ENVTEST_AUDIT_LOG and ENVTEST_ESO=1 in the environment, as `start.sh --with-eso` of the envtest \
-    kit prints them (eval \"$(<envtest kit>/start.sh --with-eso)\")";
+    ENVTEST_AUDIT_LOG and ENVTEST_ESO=1 in the environment, as \
+    `../shared/envtest/start.sh --with-eso` prints them";
 
 /// Where envtest is, from the environment only.
 struct Envtest {
