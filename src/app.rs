@@ -23,7 +23,7 @@ use crate::core::index::SharedIndex;
 use crate::core::store::{Backend, StoreId};
 use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, routes};
 use crate::refresher::Refresher;
-use crate::senders::Inbox;
+use crate::senders::{Inbox, read_store};
 use crate::telemetry::metrics::Metrics;
 
 /// Shutdown within Kubernetes' default 30 s termination grace period: at SIGTERM pending
@@ -132,7 +132,9 @@ impl Application {
                     let stores = objects
                         .iter()
                         .filter(|o| manifests::is_store(o))
-                        .filter_map(|o| Some((StoreId::of(o)?, Backend::from_object(o))));
+                        .filter_map(|o| {
+                            Some((StoreId::of(o)?, Backend::from_object(o, read_store)))
+                        });
                     stores.for_each(|(id, backend)| index.apply_store(id, backend));
                     let secrets = objects
                         .iter()
@@ -162,6 +164,7 @@ impl Application {
                 let watch = cluster::watch(
                     client.clone(),
                     targets,
+                    read_store,
                     index.clone(),
                     metrics.clone(),
                     shutdown.clone(),

@@ -46,3 +46,81 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// The layers, checked from the sources: what each top-level module may use.
+#[cfg(test)]
+mod layers {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Ingress (`http`, `senders`) → `core` ← `cluster`; `app` wires everything.
+    const MAY_USE: [(&str, &[&str]); 7] = [
+        ("core", &[]),
+        ("senders", &["core"]),
+        ("cluster", &["core", "telemetry"]),
+        ("config", &["core", "senders"]),
+        ("telemetry", &["config"]),
+        ("refresher", &["cluster", "core", "telemetry"]),
+        (
+            "http",
+            &["config", "core", "refresher", "senders", "telemetry"],
+        ),
+    ];
+
+    /// The top-level modules named as `crate::<module>` in the files of `path`.
+    fn used_by(path: &Path, found: &mut BTreeSet<String>) {
+        if !path.exists() {
+            return;
+        }
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                used_by(&entry.unwrap().path(), found);
+            }
+            return;
+        }
+        let source = std::fs::read_to_string(path).unwrap();
+        assert!(
+            !source.contains("crate::{"),
+            "{}: name modules one by one",
+            path.display()
+        );
+        for (at, _) in source.match_indices("crate::") {
+            let name: String = source[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            found.insert(name);
+        }
+    }
+
+    #[test]
+    fn modules_use_only_the_layers_below_them() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let modules: Vec<&str> = MAY_USE.iter().map(|(module, _)| *module).collect();
+        for (module, allowed) in MAY_USE {
+            let mut used = BTreeSet::new();
+            used_by(&src.join(module), &mut used);
+            used_by(&src.join(format!("{module}.rs")), &mut used);
+            let other: Vec<&String> = used
+                .iter()
+                .filter(|name| modules.contains(&name.as_str()) && *name != module)
+                .filter(|name| !allowed.contains(&name.as_str()))
+                .collect();
+            assert!(other.is_empty(), "{module} uses {other:?}");
+        }
+    }
+
+    #[test]
+    fn the_layers_have_no_cycle() {
+        let mut placed: Vec<&str> = Vec::new();
+        while placed.len() < MAY_USE.len() {
+            let next = MAY_USE.iter().find(|(module, uses)| {
+                !placed.contains(module) && uses.iter().all(|u| placed.contains(u))
+            });
+            let Some((module, _)) = next else {
+                panic!("a cycle among {MAY_USE:?}");
+            };
+            placed.push(module);
+        }
+    }
+}

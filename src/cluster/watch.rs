@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::core::external_secret::{IndexedSecret, SecretId};
 use crate::core::index::SharedIndex;
-use crate::core::store::{Backend, StoreId};
+use crate::core::store::{Backend, StoreId, StoreReader};
 use crate::telemetry::metrics::Metrics;
 
 pub const GROUP: &str = "external-secrets.io";
@@ -185,12 +185,12 @@ enum Item {
 }
 
 impl Item {
-    fn read(kind: Kind, object: &DynamicObject) -> Option<Item> {
+    fn read(kind: Kind, object: &DynamicObject, stores: StoreReader) -> Option<Item> {
         match kind {
             Kind::ExternalSecrets => IndexedSecret::read_logged(object).map(Item::Secret),
             Kind::SecretStores | Kind::ClusterSecretStores => {
                 let id = StoreId::of(object)?;
-                Some(Item::Store(id, Backend::from_object(object)))
+                Some(Item::Store(id, Backend::from_object(object, stores)))
             }
         }
     }
@@ -211,12 +211,14 @@ fn reconnect_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
 
 const RECONNECT_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
-/// Keeps `index` equal to the objects of `targets` until `shutdown`. The index is marked
+/// Keeps `index` equal to the objects of `targets` (whose stores `stores` reads) until
+/// `shutdown`. The index is marked
 /// synced once every target has been listed; a re-list after a lost watch replaces that
 /// target's entries at once, so deleted objects leave no ghosts.
 pub async fn watch(
     client: kube::Client,
     targets: Vec<Target>,
+    stores: StoreReader,
     index: Arc<SharedIndex>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -261,7 +263,7 @@ pub async fn watch(
                 buffers.insert(key, Vec::new());
             }
             watcher::Event::InitApply(object) => {
-                if let Some(item) = Item::read(*kind, &object) {
+                if let Some(item) = Item::read(*kind, &object, stores) {
                     buffers.entry(key).or_default().push(item);
                 }
             }
@@ -277,7 +279,7 @@ pub async fn watch(
                     tracing::info!(total, stores, "cache synced; ready");
                 }
             }
-            watcher::Event::Apply(object) => match Item::read(*kind, &object) {
+            watcher::Event::Apply(object) => match Item::read(*kind, &object, stores) {
                 Some(Item::Secret(secret)) => index.write(|index| index.apply(secret)),
                 Some(Item::Store(id, backend)) => {
                     index.write(|index| index.apply_store(id, backend));

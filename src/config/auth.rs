@@ -456,7 +456,7 @@ impl AuthArgs {
             _ => None,
         };
 
-        let settings = AuthSettings {
+        let mut settings = AuthSettings {
             default: self.webhook_auth,
             routes,
             basic,
@@ -472,6 +472,7 @@ impl AuthArgs {
             replay_window: self.replay_window,
         };
         settings.check_credentials()?;
+        settings.add_senders_own_schemes();
         Ok(settings)
     }
 }
@@ -481,45 +482,73 @@ impl AuthSettings {
     fn check_credentials(&self) -> Result<(), ConfigError> {
         for scheme in self.schemes_in_use() {
             let used_by = self.users_of(scheme);
-            let missing = match scheme {
-                Scheme::Basic if self.basic.is_empty() => {
-                    // The message callers of the original tool know.
-                    if used_by == WEBHOOK_AUTH && self.default == [Scheme::Basic] {
-                        return Err(ConfigError::MissingCredentials(
-                            "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into(),
-                        ));
-                    }
-                    Some("BASIC_AUTH_USER and BASIC_AUTH_PASSWORD (or BASIC_AUTH_CREDENTIALS)")
-                }
-                Scheme::Bearer if self.bearer.tokens.is_empty() => Some("BEARER_TOKENS"),
-                Scheme::Jwt if self.jwt.is_none() => Some("JWT_HS256_SECRETS and JWT_AUDIENCE"),
-                Scheme::Jwks if self.jwks.is_none() => {
-                    Some("JWKS_URL, JWKS_ISSUER and JWKS_AUDIENCE")
-                }
-                Scheme::Jwks
-                    if self.jwks.as_ref().is_some_and(|jwks| {
-                        is_google_issuer(&jwks.issuer) && jwks.subjects.is_empty()
-                    }) =>
-                {
-                    Some(
-                        "JWKS_SUBJECTS (the service-account emails allowed to call; with Google's \
-                         issuer anyone can get a token for any audience)",
-                    )
-                }
-                Scheme::HmacDoppler if self.doppler_secrets.is_empty() => {
-                    Some("DOPPLER_WEBHOOK_SECRETS")
-                }
-                Scheme::HmacInfisical if self.infisical_secrets.is_empty() => {
-                    Some("INFISICAL_WEBHOOK_SECRETS")
-                }
-                Scheme::Hmac if self.hmac_secrets.is_empty() => Some("HMAC_SECRETS"),
-                _ => None,
+            let Some(needs) = self.lacks(scheme) else {
+                continue;
             };
-            if let Some(needs) = missing {
-                return Err(lacking(scheme, &used_by, needs));
+            // The message callers of the original tool know.
+            let original = used_by == WEBHOOK_AUTH && self.default == [Scheme::Basic];
+            if scheme == Scheme::Basic && original {
+                return Err(ConfigError::MissingCredentials(
+                    "BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into(),
+                ));
             }
+            return Err(lacking(scheme, &used_by, needs));
         }
         Ok(())
+    }
+
+    /// The routes without a setting of their own also accept the schemes their sender signs
+    /// with, once those schemes' secrets are set (`DOPPLER_WEBHOOK_SECRETS` alone lets Doppler's
+    /// signed requests into `/webhook/doppler`).
+    fn add_senders_own_schemes(&mut self) {
+        for provider in Provider::ALL {
+            if self.routes.contains_key(provider.name()) {
+                continue;
+            }
+            let own = provider
+                .default_auth()
+                .iter()
+                .filter_map(|s| Scheme::from_name(s));
+            let mut schemes = self.default.clone();
+            for scheme in own.filter(|s| self.lacks(*s).is_none()) {
+                if !schemes.contains(&scheme) {
+                    schemes.push(scheme);
+                }
+            }
+            if schemes != self.default {
+                self.routes.insert(provider.name().to_owned(), schemes);
+            }
+        }
+    }
+
+    /// The variables a scheme needs and lacks, if it lacks any.
+    fn lacks(&self, scheme: Scheme) -> Option<&'static str> {
+        match scheme {
+            Scheme::Basic if self.basic.is_empty() => {
+                Some("BASIC_AUTH_USER and BASIC_AUTH_PASSWORD (or BASIC_AUTH_CREDENTIALS)")
+            }
+            Scheme::Bearer if self.bearer.tokens.is_empty() => Some("BEARER_TOKENS"),
+            Scheme::Jwt if self.jwt.is_none() => Some("JWT_HS256_SECRETS and JWT_AUDIENCE"),
+            Scheme::Jwks if self.jwks.is_none() => Some("JWKS_URL, JWKS_ISSUER and JWKS_AUDIENCE"),
+            Scheme::Jwks
+                if self.jwks.as_ref().is_some_and(|jwks| {
+                    is_google_issuer(&jwks.issuer) && jwks.subjects.is_empty()
+                }) =>
+            {
+                Some(
+                    "JWKS_SUBJECTS (the service-account emails allowed to call; with Google's \
+                         issuer anyone can get a token for any audience)",
+                )
+            }
+            Scheme::HmacDoppler if self.doppler_secrets.is_empty() => {
+                Some("DOPPLER_WEBHOOK_SECRETS")
+            }
+            Scheme::HmacInfisical if self.infisical_secrets.is_empty() => {
+                Some("INFISICAL_WEBHOOK_SECRETS")
+            }
+            Scheme::Hmac if self.hmac_secrets.is_empty() => Some("HMAC_SECRETS"),
+            _ => None,
+        }
     }
 
     /// The variables that put `scheme` in use, for error messages.
@@ -560,6 +589,33 @@ mod tests {
         assert_eq!(
             read(&[]).unwrap_err(),
             ConfigError::MissingCredentials("BASIC_AUTH_USER and BASIC_AUTH_PASSWORD".into())
+        );
+    }
+
+    #[test]
+    fn a_senders_own_signature_is_accepted_once_its_secrets_are_set() {
+        let base = [("BASIC_AUTH_USER", "u"), ("BASIC_AUTH_PASSWORD", "p")];
+        let signed = [base.as_slice(), &[("DOPPLER_WEBHOOK_SECRETS", "s")]].concat();
+        let settings = read(&signed).unwrap();
+        assert_eq!(
+            settings.schemes_for(Some("doppler")),
+            [Scheme::Basic, Scheme::HmacDoppler]
+        );
+        assert_eq!(settings.schemes_for(Some("infisical")), [Scheme::Basic]);
+        assert_eq!(settings.schemes_for(None), [Scheme::Basic]);
+        let only_signed = [
+            signed.as_slice(),
+            &[("WEBHOOK_AUTH_DOPPLER", "hmac-doppler")],
+        ]
+        .concat();
+        assert_eq!(
+            read(&only_signed).unwrap().schemes_for(Some("doppler")),
+            [Scheme::HmacDoppler],
+            "a route's own setting is kept as written"
+        );
+        assert_eq!(
+            read(&base).unwrap().schemes_for(Some("doppler")),
+            [Scheme::Basic]
         );
     }
 

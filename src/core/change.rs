@@ -1,6 +1,10 @@
 //! What a webhook says, whoever sent it: which secrets changed, where, and what was only
 //! acknowledged. Senders read their bodies into these; the index and the plan read them.
 
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -19,40 +23,84 @@ pub struct SecretChange {
     pub origin: Option<Origin>,
 }
 
+#[cfg(test)]
+impl SecretChange {
+    /// A change to `key` from `origin`, nothing more: for tests.
+    pub fn named(key: &str, origin: Option<Origin>) -> SecretChange {
+        SecretChange {
+            key: key.into(),
+            also: Vec::new(),
+            event_type: None,
+            event_id: None,
+            origin,
+        }
+    }
+}
+
 /// Where a change happened, as far as its event tells: only ExternalSecrets whose store reads
-/// from there are refreshed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Akeyless,
-    Aws {
-        region: Option<String>,
-    },
-    /// `project` as the event names it: a number or an id.
-    Gcp {
-        project: Option<String>,
-    },
-    Azure {
-        vault: Option<String>,
-    },
-    Vault {
-        mount: Option<String>,
-    },
-    /// Doppler names a project's config, not a secret: every store reading it is concerned.
-    Doppler {
-        project: String,
-        config: String,
-    },
-    /// Infisical names an environment's folder.
-    Infisical {
-        environment: String,
-        path: String,
-    },
+/// from there are refreshed. What a place is (a region, a project, a vault, a Doppler config)
+/// is each sender's own business: the sender that creates it is the one whose stores read it
+/// back ([`crate::core::store::StoreBackend`]).
+#[derive(Clone)]
+pub struct Origin(Arc<dyn AnyPlace>);
+
+/// A sender's description of where its changes happen.
+pub trait Place: fmt::Debug + PartialEq + Send + Sync + 'static {
+    /// Whether the change concerns a whole scope (a Doppler config, an Infisical folder)
+    /// rather than one key.
+    fn is_scope(&self) -> bool {
+        false
+    }
+}
+
+/// A [`Place`] of any sender's: compared and shown without knowing its type.
+trait AnyPlace: fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn equals(&self, other: &dyn AnyPlace) -> bool;
+    fn is_scope(&self) -> bool;
+}
+
+impl<T: Place> AnyPlace for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn equals(&self, other: &dyn AnyPlace) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+
+    fn is_scope(&self) -> bool {
+        Place::is_scope(self)
+    }
 }
 
 impl Origin {
+    pub fn new(place: impl Place) -> Origin {
+        Origin(Arc::new(place))
+    }
+
+    /// The place, if a sender of type `T`'s made it.
+    pub fn place<T: Place>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
     /// Whether the change concerns a whole scope rather than one key.
     pub fn is_scope(&self) -> bool {
-        matches!(self, Origin::Doppler { .. } | Origin::Infisical { .. })
+        self.0.is_scope()
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        self.0.equals(&*other.0)
+    }
+}
+
+impl Eq for Origin {}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 

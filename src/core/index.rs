@@ -582,63 +582,32 @@ mod tests {
         secret
     }
 
-    fn aws_store(region: &str, prefix: &str) -> Backend {
-        Backend::Aws {
-            region: Some(region.into()),
-            prefix: prefix.into(),
-            parameter_store: false,
+    /// Where the test store's changes happen.
+    #[derive(Debug, PartialEq)]
+    struct Here;
+
+    impl crate::core::change::Place for Here {}
+
+    /// A store that spells each key with a prefix and accepts changes from [`Here`]: what the
+    /// index sees of a provider. (The senders' tests run the index with their real stores.)
+    #[derive(Debug)]
+    struct Prefixed(&'static str);
+
+    impl crate::core::store::StoreBackend for Prefixed {
+        fn spellings(&self, key: &RemoteKey) -> Vec<String> {
+            vec![format!("{}{}", self.0, key.key)]
+        }
+
+        fn accepts(&self, origin: &Origin) -> bool {
+            origin.place::<Here>().is_some()
         }
     }
 
-    fn change(key: &str, origin: Option<Origin>) -> SecretChange {
-        SecretChange {
-            key: key.into(),
-            also: Vec::new(),
-            event_type: None,
-            event_id: None,
-            origin,
-        }
-    }
-
-    #[test]
-    fn a_providers_change_concerns_only_its_stores() {
-        let mut index = RefreshIndex::default();
-        let (ireland, virginia) = (StoreId::namespaced("a", "ie"), StoreId::cluster("us"));
-        let vault = StoreId::namespaced("a", "vault");
-        index.apply_store(ireland.clone(), aws_store("eu-west-1", "prod/"));
-        index.apply_store(virginia.clone(), aws_store("us-east-1", ""));
-        index.apply_store(
-            vault.clone(),
-            Backend::Vault {
-                mount: Some("secret".into()),
-                kv_v1: false,
-            },
-        );
-        index.apply(reading("a", "prefixed", "db", &ireland));
-        index.apply(reading("a", "elsewhere", "prod/db", &virginia));
-        index.apply(reading("a", "vault", "prod/db", &vault));
-        index.apply(secret("a", "storeless", &["prod/db"]));
-        let from_ireland = Origin::Aws {
-            region: Some("eu-west-1".into()),
-        };
-        assert_eq!(
-            names(index.lookup_change(&change("prod/db", Some(from_ireland)))),
-            ["a/prefixed", "a/storeless"]
-        );
-        assert_eq!(
-            names(index.lookup_change(&change("prod/db", None))),
-            ["a/elsewhere", "a/prefixed", "a/storeless", "a/vault"],
-            "an event that names no provider concerns every store"
-        );
-        let from_vault = Origin::Vault {
-            mount: Some("secret".into()),
-        };
-        let mut written = change("prod/db", Some(from_vault));
-        written.also = vec!["secret/data/prod/db".into(), "secret/prod/db".into()];
-        assert_eq!(
-            names(index.lookup_change(&written)),
-            ["a/storeless", "a/vault"]
-        );
+    fn prefixed(prefix: &'static str) -> Backend {
+        Backend::new(
+            serde_json::json!({"test": {"prefix": prefix}}),
+            Arc::new(Prefixed(prefix)),
+        )
     }
 
     #[test]
@@ -646,32 +615,32 @@ mod tests {
         let mut index = RefreshIndex::default();
         let store = StoreId::namespaced("a", "ie");
         index.apply(reading("a", "prefixed", "db", &store));
-        let from_aws = || Some(Origin::Aws { region: None });
+        let here = || Some(Origin::new(Here));
         assert!(
             index
-                .lookup_change(&change("prod/db", from_aws()))
+                .lookup_change(&SecretChange::named("prod/db", here()))
                 .is_empty(),
             "without its store only the key as written is known"
         );
-        index.apply_store(store.clone(), aws_store("eu-west-1", "prod/"));
+        index.apply_store(store.clone(), prefixed("prod/"));
         assert_eq!(
-            names(index.lookup_change(&change("prod/db", from_aws()))),
+            names(index.lookup_change(&SecretChange::named("prod/db", here()))),
             ["a/prefixed"]
         );
-        index.apply_store(store.clone(), aws_store("eu-west-1", "stage/"));
+        index.apply_store(store.clone(), prefixed("stage/"));
         assert!(
             index
-                .lookup_change(&change("prod/db", from_aws()))
+                .lookup_change(&SecretChange::named("prod/db", here()))
                 .is_empty()
         );
         assert_eq!(
-            names(index.lookup_change(&change("stage/db", from_aws()))),
+            names(index.lookup_change(&SecretChange::named("stage/db", here()))),
             ["a/prefixed"]
         );
         index.reset_stores(false, Some("a"), []);
         assert_eq!(index.store_count(), 0);
         assert_eq!(
-            names(index.lookup_change(&change("db", from_aws()))),
+            names(index.lookup_change(&SecretChange::named("db", here()))),
             ["a/prefixed"]
         );
         index.delete(&SecretId::new("a", "prefixed"));
@@ -681,50 +650,15 @@ mod tests {
     #[test]
     fn resetting_stores_keeps_other_scopes() {
         let mut index = RefreshIndex::default();
-        index.apply_store(StoreId::namespaced("a", "s"), Backend::Akeyless);
-        index.apply_store(StoreId::namespaced("b", "s"), Backend::Akeyless);
-        index.apply_store(StoreId::cluster("c"), Backend::Akeyless);
+        index.apply_store(StoreId::namespaced("a", "s"), prefixed(""));
+        index.apply_store(StoreId::namespaced("b", "s"), prefixed(""));
+        index.apply_store(StoreId::cluster("c"), prefixed(""));
         index.reset_stores(false, Some("a"), []);
         assert_eq!(index.store_count(), 2);
-        index.reset_stores(true, None, [(StoreId::cluster("d"), Backend::Akeyless)]);
+        index.reset_stores(true, None, [(StoreId::cluster("d"), prefixed(""))]);
         let mut left: Vec<String> = index.stores.keys().map(ToString::to_string).collect();
         left.sort();
         assert_eq!(left, ["ClusterSecretStore d", "SecretStore b/s"]);
-    }
-
-    #[test]
-    fn a_scope_change_concerns_every_reader_of_stores_in_scope() {
-        let mut index = RefreshIndex::default();
-        let backend = |config: &str| Backend::Doppler {
-            project: Some("payments".into()),
-            config: Some(config.into()),
-        };
-        let (prd, stg) = (StoreId::namespaced("a", "prd"), StoreId::cluster("stg"));
-        index.apply_store(prd.clone(), backend("prd"));
-        index.apply_store(stg.clone(), backend("stg"));
-        let mut both = reading("a", "both", "X", &prd);
-        both.keys.push(RemoteKey {
-            key: "Y".into(),
-            written: "Y".into(),
-            store: Some(stg.clone()),
-        });
-        index.apply(both);
-        index.apply(reading("b", "staging", "X", &stg));
-        let doppler = |config: &str| {
-            change(
-                "doppler",
-                Some(Origin::Doppler {
-                    project: "payments".into(),
-                    config: config.into(),
-                }),
-            )
-        };
-        assert_eq!(names(index.lookup_change(&doppler("prd"))), ["a/both"]);
-        assert_eq!(
-            names(index.lookup_change(&doppler("stg"))),
-            ["a/both", "b/staging"]
-        );
-        assert!(index.lookup_change(&doppler("dev")).is_empty());
     }
 
     #[test]

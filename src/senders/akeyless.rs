@@ -1,9 +1,11 @@
 //! Akeyless Event Center webhook forwarder bodies, in the three forms it sends:
 //! an array of events, a single event, and events grouped by type under `Akeyless_Events`.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use super::{Notification, Origin, PayloadError, SecretChange, Sender};
+use super::{Notification, Origin, PayloadError, Place, SecretChange, Sender, StoreBackend};
 use crate::core::external_secret::normalize_key;
 
 pub struct Akeyless;
@@ -23,6 +25,27 @@ impl Sender for Akeyless {
             changes: read(body)?,
             ..Notification::default()
         })
+    }
+
+    fn read_store(&self, provider: &str, _settings: &Value) -> Option<Arc<dyn StoreBackend>> {
+        (provider == "akeyless").then(|| Arc::new(AkeylessStore) as _)
+    }
+}
+
+/// Akeyless events name an item by its full path in one account: there is no place to tell
+/// apart.
+#[derive(Debug, PartialEq)]
+pub struct AkeylessPlace;
+
+impl Place for AkeylessPlace {}
+
+/// An `akeyless` store reads items by their path, as events name them.
+#[derive(Debug)]
+pub struct AkeylessStore;
+
+impl StoreBackend for AkeylessStore {
+    fn accepts(&self, origin: &Origin) -> bool {
+        origin.place::<AkeylessPlace>().is_some()
     }
 }
 
@@ -69,7 +92,7 @@ fn forwarded_event(event: &Map<String, Value>) -> Result<SecretChange, String> {
         also: Vec::new(),
         event_type: optional_text(event, "event_type")?,
         event_id: optional_text(event, "event_id")?,
-        origin: Some(Origin::Akeyless),
+        origin: Some(Origin::new(AkeylessPlace)),
     })
 }
 
@@ -94,7 +117,7 @@ fn grouped_events(groups: &Value) -> Result<Vec<SecretChange>, PayloadError> {
                 also: Vec::new(),
                 event_type: Some(event_type.clone()),
                 event_id: optional_text(event, "event_id").map_err(at)?,
-                origin: Some(Origin::Akeyless),
+                origin: Some(Origin::new(AkeylessPlace)),
             });
         }
     }
@@ -123,8 +146,17 @@ fn optional_text(event: &Map<String, Value>, field: &str) -> Result<Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::senders::fixture;
     use crate::senders::read::json;
+    use crate::senders::{fixture, spelled, store};
+
+    #[test]
+    fn its_stores_read_items_by_path_and_only_its_changes() {
+        let akeyless = store(serde_json::json!({"akeyless": {"akeylessGWApiURL": "https://gw"}}));
+        assert_eq!(spelled(&akeyless, "/x/y"), ["x/y"]);
+        assert!(akeyless.accepts(&Origin::new(AkeylessPlace)));
+        let vault = Origin::new(crate::senders::vault::VaultMount(None));
+        assert!(!akeyless.accepts(&vault));
+    }
 
     fn parse(body: &[u8]) -> Result<Vec<SecretChange>, PayloadError> {
         read(&json(body)?)

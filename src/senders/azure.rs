@@ -1,9 +1,12 @@
 //! Azure Key Vault events through Event Grid, in the Event Grid or the CloudEvents schema.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::read::*;
-use super::{Notification, Origin, PayloadError, Sender};
+use super::{Notification, Origin, PayloadError, Place, Sender, StoreBackend};
+use crate::core::external_secret::RemoteKey;
 
 pub struct Azure;
 
@@ -21,6 +24,55 @@ impl Sender for Azure {
     fn parse(&self, body: &Value) -> Result<Notification, PayloadError> {
         parse(body)
     }
+
+    fn read_store(&self, provider: &str, settings: &Value) -> Option<Arc<dyn StoreBackend>> {
+        (provider == "azurekv").then(|| {
+            let vault = setting(settings, "vaultUrl").and_then(|url| vault_name(&url));
+            Arc::new(AzureStore { vault }) as _
+        })
+    }
+}
+
+/// The vault of a change, where the event names it.
+#[derive(Debug, PartialEq)]
+pub struct AzureVault(pub Option<String>);
+
+impl Place for AzureVault {}
+
+/// An `azurekv` store.
+#[derive(Debug)]
+pub struct AzureStore {
+    /// The vault's name: the first label of `vaultUrl`'s host, lower case.
+    vault: Option<String>,
+}
+
+impl StoreBackend for AzureStore {
+    /// ESO reads `secret/<name>` as the secret `<name>`.
+    fn spellings(&self, key: &RemoteKey) -> Vec<String> {
+        vec![
+            key.key
+                .strip_prefix("secret/")
+                .unwrap_or(&key.key)
+                .to_owned(),
+        ]
+    }
+
+    /// Vault names are case-insensitive.
+    fn accepts(&self, origin: &Origin) -> bool {
+        origin
+            .place::<AzureVault>()
+            .is_some_and(|AzureVault(from)| match (&self.vault, from) {
+                (Some(vault), Some(from)) => vault.eq_ignore_ascii_case(from),
+                _ => true,
+            })
+    }
+}
+
+/// `https://my-vault.vault.azure.net/` → `my-vault`.
+fn vault_name(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1).unwrap_or(url);
+    let label = host.split(['.', '/', ':']).next()?;
+    (!label.is_empty()).then(|| label.to_ascii_lowercase())
 }
 
 const AZURE_CHANGED: [&str; 2] = [
@@ -68,7 +120,7 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
             also,
             Some(event_type),
             id,
-            Some(Origin::Azure { vault }),
+            Some(Origin::new(AzureVault(vault))),
         ));
     }
     Ok(notification)
@@ -77,7 +129,27 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::senders::fixture;
+    use crate::senders::{fixture, spelled, store};
+    use serde_json::json;
+
+    #[test]
+    fn reads_its_stores_vault_and_spells_keys() {
+        let azure = store(json!({"azurekv": {"vaultUrl": "https://My-Vault.vault.azure.net/"}}));
+        assert_eq!(
+            format!("{:?}", azure.reading()),
+            r#"AzureStore { vault: Some("my-vault") }"#
+        );
+        assert_eq!(spelled(&azure, "secret/db"), ["db"]);
+        assert_eq!(spelled(&azure, "cert/tls"), ["cert/tls"]);
+    }
+
+    #[test]
+    fn accepts_only_changes_from_its_vault() {
+        let vault = |name: &str| Origin::new(AzureVault(Some(name.into())));
+        let prod = store(json!({"azurekv": {"vaultUrl": "https://kv-prod.vault.azure.net"}}));
+        assert!(prod.accepts(&vault("KV-Prod")));
+        assert!(!prod.accepts(&vault("kv-dev")));
+    }
 
     fn azure(body: &[u8]) -> Result<Notification, PayloadError> {
         parse(&json(body)?)

@@ -1,11 +1,13 @@
 //! GCP Secret Manager event notifications, pushed by a Pub/Sub subscription.
 
-use base64::Engine;
+use std::sync::Arc;
 
+use base64::Engine;
 use serde_json::Value;
 
 use super::read::*;
-use super::{Notification, Origin, PayloadError, Sender};
+use super::{Notification, Origin, PayloadError, Place, Sender, StoreBackend};
+use crate::core::external_secret::RemoteKey;
 
 pub struct Gcp;
 
@@ -23,6 +25,47 @@ impl Sender for Gcp {
 
     fn parse(&self, body: &Value) -> Result<Notification, PayloadError> {
         parse(body)
+    }
+
+    fn read_store(&self, provider: &str, settings: &Value) -> Option<Arc<dyn StoreBackend>> {
+        (provider == "gcpsm").then(|| {
+            Arc::new(GcpStore {
+                project: setting(settings, "projectID"),
+            }) as _
+        })
+    }
+}
+
+/// The project of a change, as the event names it: a number or an id.
+#[derive(Debug, PartialEq)]
+pub struct GcpProject(pub Option<String>);
+
+impl Place for GcpProject {}
+
+/// A `gcpsm` store, reading from a project named by its id.
+#[derive(Debug)]
+pub struct GcpStore {
+    project: Option<String>,
+}
+
+impl StoreBackend for GcpStore {
+    /// A key may be a full resource name; events name the secret.
+    fn spellings(&self, key: &RemoteKey) -> Vec<String> {
+        vec![gcp_names(&key.key).0]
+    }
+
+    fn accepts(&self, origin: &Origin) -> bool {
+        origin
+            .place::<GcpProject>()
+            .is_some_and(|GcpProject(from)| match (&self.project, from) {
+                (Some(id), Some(from)) if id != from => {
+                    // Events may name the project by number, stores by id: only two ids or
+                    // two numbers can be told apart.
+                    let numeric = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+                    numeric(id) != numeric(from)
+                }
+                _ => true,
+            })
     }
 }
 
@@ -88,7 +131,7 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
         vec![full],
         Some(event_type),
         id,
-        Some(Origin::Gcp { project }),
+        Some(Origin::new(GcpProject(project))),
     ));
     Ok(notification)
 }
@@ -96,7 +139,31 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::senders::fixture;
+    use crate::senders::{fixture, spelled, store};
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_spelled_by_their_secret_name() {
+        let gcp = store(json!({"gcpsm": {"projectID": "p"}}));
+        assert_eq!(
+            spelled(&gcp, "projects/p/secrets/db/versions/latest"),
+            ["db"]
+        );
+        assert_eq!(spelled(&gcp, "projects/p/locations/eu/secrets/db"), ["db"]);
+        assert_eq!(spelled(&gcp, "db"), ["db"]);
+    }
+
+    #[test]
+    fn accepts_only_changes_from_its_project() {
+        let gcp = |project: &str| Origin::new(GcpProject(Some(project.into())));
+        let shop = store(json!({"gcpsm": {"projectID": "shop-prod"}}));
+        assert!(shop.accepts(&gcp("shop-prod")));
+        assert!(
+            shop.accepts(&gcp("123456")),
+            "a number cannot be compared to an id"
+        );
+        assert!(!shop.accepts(&gcp("shop-dev")));
+    }
 
     fn gcp(body: &[u8]) -> Result<Notification, PayloadError> {
         parse(&json(body)?)

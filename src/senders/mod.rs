@@ -17,10 +17,12 @@ mod read;
 pub mod vault;
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use crate::core::change::{Ignored, Notification, Origin, PayloadError, SecretChange};
+pub use crate::core::change::{Ignored, Notification, Origin, PayloadError, Place, SecretChange};
+pub use crate::core::store::StoreBackend;
 pub use aws::sns;
 
 /// A secret manager, or a protocol, that announces changes by webhook.
@@ -40,6 +42,28 @@ pub trait Sender: Sync {
     fn shared_shape(&self) -> bool {
         false
     }
+
+    /// The backend of a store whose `spec.provider` names `provider` (ESO's field name, such
+    /// as `gcpsm`), when this sender speaks for that provider: how its stores spell the keys
+    /// ExternalSecrets ask for, and which of this sender's changes concern them.
+    fn read_store(&self, _provider: &str, _settings: &Value) -> Option<Arc<dyn StoreBackend>> {
+        None
+    }
+
+    /// The schemes (as `WEBHOOK_AUTH` names them) this sender signs its requests with: while
+    /// `WEBHOOK_AUTH_<NAME>` is unset, its route accepts them beside `WEBHOOK_AUTH`'s as soon
+    /// as their secrets are set.
+    fn default_auth(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// The backend of a store, from the sender that speaks for its provider (a
+/// [`crate::core::store::StoreReader`]); `None` for a provider no sender speaks for.
+pub fn read_store(provider: &str, settings: &Value) -> Option<Arc<dyn StoreBackend>> {
+    SENDERS
+        .into_iter()
+        .find_map(|sender| sender.0.read_store(provider, settings))
 }
 
 /// Every sender.
@@ -85,6 +109,10 @@ impl Provider {
 
     pub fn from_name(name: &str) -> Option<Provider> {
         SENDERS.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn default_auth(self) -> &'static [&'static str] {
+        self.0.default_auth()
     }
 
     /// Reads a body of this sender's.
@@ -215,6 +243,34 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// A store's backend read from its `spec.provider` as the service reads it, for the senders'
+/// tests of their stores.
+#[cfg(test)]
+pub(crate) fn store(provider: Value) -> crate::core::store::Backend {
+    let object = crate::core::external_secret::tests::object(serde_json::json!({
+        "apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+        "metadata": {"namespace": "a", "name": "s"},
+        "spec": {"provider": provider},
+    }));
+    crate::core::store::Backend::from_object(&object, read_store)
+}
+
+/// The spellings of `key` (as written in an ExternalSecret) through `store`.
+#[cfg(test)]
+pub(crate) fn spelled(store: &crate::core::store::Backend, key: &str) -> Vec<String> {
+    store.spellings(&remote_key(key))
+}
+
+/// A key as an ExternalSecret writes it, read through no particular store.
+#[cfg(test)]
+pub(crate) fn remote_key(written: &str) -> crate::core::external_secret::RemoteKey {
+    crate::core::external_secret::RemoteKey {
+        key: crate::core::external_secret::normalize_key(written).to_owned(),
+        written: written.to_owned(),
+        store: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +300,123 @@ mod tests {
             assert_eq!(Provider::detect(&body), provider, "{file}");
             assert!(provider.parse(&body).is_ok(), "{file}");
         }
+    }
+
+    use crate::core::external_secret::{IndexedSecret, RemoteKey};
+    use crate::core::index::RefreshIndex;
+    use crate::core::store::StoreId;
+    use serde_json::json;
+
+    fn reading(namespace: &str, name: &str, key: &str, store: &StoreId) -> IndexedSecret {
+        let mut secret = IndexedSecret::with_keys(namespace, name, &[key]);
+        secret.keys[0].store = Some(store.clone());
+        secret
+    }
+
+    fn names(found: Vec<Arc<IndexedSecret>>) -> Vec<String> {
+        found.iter().map(|s| s.id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_senders_change_concerns_only_its_stores() {
+        let mut index = RefreshIndex::default();
+        let (ireland, virginia) = (StoreId::namespaced("a", "ie"), StoreId::cluster("us"));
+        let vault = StoreId::namespaced("a", "vault");
+        let aws = |region: &str, prefix: &str| {
+            store(json!({"aws": {"service": "SecretsManager", "region": region, "prefix": prefix}}))
+        };
+        index.apply_store(ireland.clone(), aws("eu-west-1", "prod/"));
+        index.apply_store(virginia.clone(), aws("us-east-1", ""));
+        index.apply_store(
+            vault.clone(),
+            store(json!({"vault": {"server": "s", "path": "secret"}})),
+        );
+        index.apply(reading("a", "prefixed", "db", &ireland));
+        index.apply(reading("a", "elsewhere", "prod/db", &virginia));
+        index.apply(reading("a", "vault", "prod/db", &vault));
+        index.apply(IndexedSecret::with_keys("a", "storeless", &["prod/db"]));
+        let from_ireland = Origin::new(aws::AwsRegion(Some("eu-west-1".into())));
+        assert_eq!(
+            names(index.lookup_change(&SecretChange::named("prod/db", Some(from_ireland)))),
+            ["a/prefixed", "a/storeless"]
+        );
+        assert_eq!(
+            names(index.lookup_change(&SecretChange::named("prod/db", None))),
+            ["a/elsewhere", "a/prefixed", "a/storeless", "a/vault"],
+            "an event that names no provider concerns every store"
+        );
+        let from_vault = Origin::new(vault::VaultMount(Some("secret".into())));
+        let mut written = SecretChange::named("prod/db", Some(from_vault));
+        written.also = vec!["secret/data/prod/db".into(), "secret/prod/db".into()];
+        assert_eq!(
+            names(index.lookup_change(&written)),
+            ["a/storeless", "a/vault"]
+        );
+    }
+
+    #[test]
+    fn a_scope_change_concerns_every_reader_of_stores_in_scope() {
+        let mut index = RefreshIndex::default();
+        let backend =
+            |config: &str| store(json!({"doppler": {"project": "payments", "config": config}}));
+        let (prd, stg) = (StoreId::namespaced("a", "prd"), StoreId::cluster("stg"));
+        index.apply_store(prd.clone(), backend("prd"));
+        index.apply_store(stg.clone(), backend("stg"));
+        let mut both = reading("a", "both", "X", &prd);
+        both.keys.push(RemoteKey {
+            key: "Y".into(),
+            written: "Y".into(),
+            store: Some(stg.clone()),
+        });
+        index.apply(both);
+        index.apply(reading("b", "staging", "X", &stg));
+        let doppler = |config: &str| {
+            SecretChange::named(
+                "doppler",
+                Some(Origin::new(doppler::DopplerConfig {
+                    project: "payments".into(),
+                    config: config.into(),
+                })),
+            )
+        };
+        assert_eq!(names(index.lookup_change(&doppler("prd"))), ["a/both"]);
+        assert_eq!(
+            names(index.lookup_change(&doppler("stg"))),
+            ["a/both", "b/staging"]
+        );
+        assert!(index.lookup_change(&doppler("dev")).is_empty());
+    }
+
+    #[test]
+    fn each_eso_provider_is_read_by_its_sender() {
+        let readers = [
+            ("akeyless", "akeyless"),
+            ("aws", "aws"),
+            ("gcpsm", "gcp"),
+            ("azurekv", "azure"),
+            ("vault", "vault"),
+            ("doppler", "doppler"),
+            ("infisical", "infisical"),
+        ];
+        for (provider, sender) in readers {
+            let readers: Vec<&str> = SENDERS
+                .into_iter()
+                .filter(|s| s.0.read_store(provider, &json!({})).is_some())
+                .map(Provider::name)
+                .collect();
+            assert_eq!(readers, [sender], "{provider}");
+        }
+        assert!(read_store("fake", &json!({})).is_none());
+        let unknown = store(json!({"fake": {}}));
+        assert!(!unknown.accepts(&Origin::new(akeyless::AkeylessPlace)));
+        assert_eq!(
+            store(json!({"akeyless": {}})),
+            store(json!({"akeyless": {}}))
+        );
+        assert_ne!(
+            store(json!({"gcpsm": {"projectID": "a"}})),
+            store(json!({"gcpsm": {"projectID": "b"}}))
+        );
     }
 
     #[test]

@@ -17,6 +17,16 @@ pub fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A store setting: a text field, trimmed, if not blank.
+pub fn setting(value: &Value, field: &str) -> Option<String> {
+    value
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// An id given as a string or a number.
 pub fn id_of(value: &Value, field: &str) -> Option<String> {
     match value.get(field)? {

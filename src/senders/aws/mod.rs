@@ -4,12 +4,13 @@
 pub mod sns;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::read::*;
-use super::{Notification, Origin, PayloadError, Sender};
-use crate::core::store::aws_secret_name;
+use super::{Notification, Origin, PayloadError, Place, Sender, StoreBackend};
+use crate::core::external_secret::{RemoteKey, normalize_key};
 
 pub struct Aws;
 
@@ -25,6 +26,83 @@ impl Sender for Aws {
 
     fn parse(&self, body: &Value) -> Result<Notification, PayloadError> {
         parse(body)
+    }
+
+    fn read_store(&self, provider: &str, settings: &Value) -> Option<Arc<dyn StoreBackend>> {
+        (provider == "aws").then(|| Arc::new(AwsStore::read(settings)) as _)
+    }
+}
+
+/// The region of a Secrets Manager change, where the event names it.
+#[derive(Debug, PartialEq)]
+pub struct AwsRegion(pub Option<String>);
+
+impl Place for AwsRegion {}
+
+/// An `aws` store: Secrets Manager (Parameter Store sends no such events) in a region.
+#[derive(Debug, PartialEq)]
+pub struct AwsStore {
+    region: Option<String>,
+    /// Prepended by ESO to every key.
+    prefix: String,
+    parameter_store: bool,
+}
+
+impl AwsStore {
+    fn read(settings: &Value) -> AwsStore {
+        AwsStore {
+            region: setting(settings, "region"),
+            prefix: setting(settings, "prefix").unwrap_or_default(),
+            parameter_store: setting(settings, "service").as_deref() == Some("ParameterStore"),
+        }
+    }
+}
+
+impl StoreBackend for AwsStore {
+    fn spellings(&self, key: &RemoteKey) -> Vec<String> {
+        match arn_name(&key.key) {
+            // A full ARN ends in six random characters, a partial one does not; which this
+            // is cannot be told from the text, so both names are kept.
+            Some(name) => {
+                let mut names = vec![aws_secret_name(&key.key)];
+                if names[0] != name {
+                    names.push(name.to_owned());
+                }
+                names
+            }
+            // ESO prepends the prefix to the key exactly as written.
+            None => vec![normalize_key(&format!("{}{}", self.prefix, key.written)).to_owned()],
+        }
+    }
+
+    fn accepts(&self, origin: &Origin) -> bool {
+        origin.place::<AwsRegion>().is_some_and(|AwsRegion(from)| {
+            let other_region = matches!((&self.region, from), (Some(a), Some(b)) if a != b);
+            !self.parameter_store && !other_region
+        })
+    }
+}
+
+/// The name part of an ARN (`arn:aws:secretsmanager:<region>:<account>:secret:<name>`), as
+/// written.
+fn arn_name(id: &str) -> Option<&str> {
+    id.strip_prefix("arn:")?;
+    Some(id.splitn(7, ':').nth(6).unwrap_or(id))
+}
+
+/// An AWS Secrets Manager name from a name or an ARN. Secrets Manager appends "-" and six
+/// random characters to the name in an ARN.
+pub fn aws_secret_name(id: &str) -> String {
+    let Some(name) = arn_name(id) else {
+        return id.to_owned();
+    };
+    match name.rsplit_once('-') {
+        Some((stem, suffix))
+            if suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            stem.to_owned()
+        }
+        _ => name.to_owned(),
     }
 }
 
@@ -97,9 +175,7 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
         let name = aws_secret_name(secret);
         let mut also = vec![secret.to_owned()];
         // A partial ARN has no random suffix: what looked like one may be part of the name.
-        if let Some(unstripped) = secret
-            .strip_prefix("arn:")
-            .and_then(|_| secret.splitn(7, ':').nth(6))
+        if let Some(unstripped) = arn_name(secret)
             && unstripped != name
         {
             also.push(unstripped.to_owned());
@@ -117,7 +193,7 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
             also,
             Some(&event_type),
             id,
-            Some(Origin::Aws { region }),
+            Some(Origin::new(AwsRegion(region))),
         ));
     }
     Ok(notification)
@@ -126,10 +202,61 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::senders::fixture;
+    use crate::senders::{fixture, spelled, store};
+    use serde_json::json;
 
     fn aws(body: &[u8]) -> Result<Notification, PayloadError> {
         parse(&json(body)?)
+    }
+
+    #[test]
+    fn reads_its_stores() {
+        let store = |settings: Value| AwsStore::read(&settings);
+        assert_eq!(
+            store(json!({"service": "SecretsManager", "region": "eu-west-1", "prefix": "prod/"})),
+            AwsStore {
+                region: Some("eu-west-1".into()),
+                prefix: "prod/".into(),
+                parameter_store: false
+            }
+        );
+        assert!(store(json!({"service": "ParameterStore"})).parameter_store);
+    }
+
+    #[test]
+    fn keys_are_spelled_as_secrets_manager_names_them() {
+        let aws =
+            store(json!({"aws": {"service": "SecretsManager", "region": "r", "prefix": "prod/"}}));
+        assert_eq!(spelled(&aws, "db"), ["prod/db"]);
+        let joined =
+            store(json!({"aws": {"service": "SecretsManager", "region": "r", "prefix": "team-a"}}));
+        assert_eq!(
+            spelled(&joined, "/db"),
+            ["team-a/db"],
+            "the prefix meets the key as written"
+        );
+        assert_eq!(
+            spelled(&aws, "arn:aws:secretsmanager:r:1:secret:other/db-Ab12Cd"),
+            ["other/db", "other/db-Ab12Cd"]
+        );
+        assert_eq!(
+            spelled(&aws, "arn:aws:secretsmanager:r:1:secret:app/api-tokens"),
+            ["app/api", "app/api-tokens"],
+            "a partial ARN keeps its whole name too"
+        );
+    }
+
+    #[test]
+    fn accepts_only_changes_from_its_region() {
+        let aws = |region: &str| Origin::new(AwsRegion(Some(region.into())));
+        let secrets = store(json!({"aws": {"service": "SecretsManager", "region": "eu-west-1"}}));
+        assert!(secrets.accepts(&aws("eu-west-1")));
+        assert!(secrets.accepts(&Origin::new(AwsRegion(None))));
+        assert!(!secrets.accepts(&aws("us-east-1")));
+        assert!(!secrets.accepts(&Origin::new(crate::senders::akeyless::AkeylessPlace)));
+        let parameters =
+            store(json!({"aws": {"service": "ParameterStore", "region": "eu-west-1"}}));
+        assert!(!parameters.accepts(&aws("eu-west-1")));
     }
 
     #[test]
