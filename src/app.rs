@@ -10,6 +10,8 @@ use actix_web::{App, HttpServer, web};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use rustls::server::danger::ClientCertVerifier;
+
 use crate::Error;
 use crate::cluster::cache_buster::CacheBuster;
 use crate::cluster::follow_up::FollowUp;
@@ -22,6 +24,7 @@ use crate::core::external_secret::IndexedSecret;
 use crate::core::index::SharedIndex;
 use crate::core::store::{Backend, StoreId};
 use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, routes};
+use crate::http::{AskForClientCert, PeerCertificates, ca_verifier};
 use crate::refresher::Refresher;
 use crate::senders::{Inbox, read_store};
 use crate::telemetry::metrics::Metrics;
@@ -80,8 +83,12 @@ async fn stop_on_signals(server: ServerHandle, shutdown: CancellationToken) {
     }
 }
 
-/// Reads the PEM certificate chain and private key into a TLS configuration.
-fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, Error> {
+/// Reads the PEM certificate chain and private key into a TLS configuration; with
+/// `client_cas`, the listener asks clients for a certificate (and requires none).
+fn tls_config(
+    files: &TlsFiles,
+    client_cas: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let failed = |what: &std::path::Path, e: &dyn std::fmt::Display| {
@@ -96,8 +103,26 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, Error> {
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| failed(&files.key, &e))?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
+        .and_then(|builder| {
+            let builder = match client_cas {
+                Some(cas) => builder.with_client_cert_verifier(Arc::new(AskForClientCert(cas))),
+                None => builder.with_no_client_auth(),
+            };
+            builder.with_single_cert(certs, key)
+        })
         .map_err(|e| failed(&files.key, &e))
+}
+
+/// Keeps the certificate chain a TLS client showed with its connection, for `client-cert`.
+fn keep_client_certificates(connection: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    let Some(tls) = connection.downcast_ref::<Tls>() else {
+        return;
+    };
+    if let Some(chain) = tls.get_ref().1.peer_certificates() {
+        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+        data.insert(PeerCertificates(chain));
+    }
 }
 
 /// Where the ExternalSecrets come from.
@@ -179,8 +204,12 @@ impl Application {
             }
         };
 
+        let client_cas = match &config.auth.client_cert {
+            Some(settings) => Some(ca_verifier(&settings.ca_file).map_err(Error::Tls)?),
+            None => None,
+        };
         let state = web::Data::new(AppState {
-            auth: Authenticator::new(&config.auth),
+            auth: Authenticator::new(&config.auth, client_cas.clone()),
             throttle: AuthThrottle::new(config.auth_failures_per_minute),
             refresher: Refresher {
                 index: index.clone(),
@@ -220,9 +249,10 @@ impl Application {
         .shutdown_timeout(HTTP_SHUTDOWN_SECONDS)
         .disable_signals()
         .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-        .client_disconnect_timeout(Duration::from_secs(1));
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .on_connect(keep_client_certificates);
         let server = match &config.tls {
-            Some(files) => server.listen_rustls_0_23(listener, tls_config(files)?),
+            Some(files) => server.listen_rustls_0_23(listener, tls_config(files, client_cas)?),
             None => server.listen(listener),
         }
         .map_err(Error::Io)?

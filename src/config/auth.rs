@@ -28,10 +28,11 @@ pub enum Scheme {
     HmacDoppler,
     HmacInfisical,
     Hmac,
+    ClientCert,
 }
 
 impl Scheme {
-    pub const ALL: [Scheme; 7] = [
+    pub const ALL: [Scheme; 8] = [
         Scheme::Basic,
         Scheme::Bearer,
         Scheme::Jwt,
@@ -39,6 +40,7 @@ impl Scheme {
         Scheme::HmacDoppler,
         Scheme::HmacInfisical,
         Scheme::Hmac,
+        Scheme::ClientCert,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Scheme {
             Scheme::HmacDoppler => "hmac-doppler",
             Scheme::HmacInfisical => "hmac-infisical",
             Scheme::Hmac => "hmac",
+            Scheme::ClientCert => "client-cert",
         }
     }
 
@@ -140,6 +143,18 @@ pub struct AuthSettings {
     pub hmac_secrets: Vec<Secret>,
     /// How old (or how far in the future) a signed timestamp may be.
     pub replay_window: Duration,
+    pub client_cert: Option<ClientCertSettings>,
+    /// Whether the listener serves TLS, which `client-cert` needs.
+    pub tls: bool,
+}
+
+/// `client-cert`: TLS client certificates issued by these CAs, naming one of these subjects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertSettings {
+    /// `TLS_CLIENT_CA_FILE`: a PEM bundle of the CAs whose client certificates are accepted.
+    pub ca_file: std::path::PathBuf,
+    /// `CLIENT_CERT_SUBJECTS`: the subject CNs or DNS SANs allowed; empty: any the CAs issued.
+    pub subjects: Vec<String>,
 }
 
 impl AuthSettings {
@@ -162,6 +177,8 @@ impl AuthSettings {
             infisical_secrets: Vec::new(),
             hmac_secrets: Vec::new(),
             replay_window: DEFAULT_REPLAY_WINDOW,
+            client_cert: None,
+            tls: false,
         }
     }
 
@@ -316,6 +333,16 @@ pub struct AuthArgs {
     /// Required with Google's issuer, which signs tokens for any audience to anyone.
     #[arg(long, env = "JWKS_SUBJECTS", default_value = "", value_parser = Setting(parse::list))]
     jwks_subjects: std::vec::Vec<String>,
+
+    /// client-cert: a PEM bundle of the CAs whose client certificates are accepted (needs
+    /// TLS_CERT_FILE and TLS_KEY_FILE).
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", default_value = "", value_parser = Setting(parse::path))]
+    tls_client_ca_file: std::option::Option<std::path::PathBuf>,
+
+    /// client-cert: comma-separated subject CNs or DNS SANs allowed to call; empty: any
+    /// certificate the CAs issued.
+    #[arg(long, env = "CLIENT_CERT_SUBJECTS", default_value = "", value_parser = Setting(parse::list))]
+    client_cert_subjects: std::vec::Vec<String>,
 }
 
 /// A password, taken as given; empty is unset.
@@ -396,8 +423,15 @@ fn lacking(scheme: Scheme, used_by: &str, needs: &str) -> ConfigError {
 
 impl AuthArgs {
     /// Checks the settings against each other: the routes named, and that every scheme in use
-    /// has its credentials.
-    pub fn read(self) -> Result<AuthSettings, ConfigError> {
+    /// has its credentials (`tls`: whether the listener serves TLS).
+    pub fn read(self, tls: bool) -> Result<AuthSettings, ConfigError> {
+        if self.tls_client_ca_file.is_some() && !tls {
+            return Err(ConfigError::invalid(
+                "TLS_CLIENT_CA_FILE",
+                "",
+                "client certificates come over TLS: set TLS_CERT_FILE and TLS_KEY_FILE",
+            ));
+        }
         let mut routes = BTreeMap::new();
         for (variable, value) in self.per_route {
             if value.trim().is_empty() {
@@ -470,6 +504,11 @@ impl AuthArgs {
             infisical_secrets: self.infisical_webhook_secrets,
             hmac_secrets: self.hmac_secrets,
             replay_window: self.replay_window,
+            client_cert: self.tls_client_ca_file.map(|ca_file| ClientCertSettings {
+                ca_file,
+                subjects: self.client_cert_subjects,
+            }),
+            tls,
         };
         settings.check_credentials()?;
         settings.add_senders_own_schemes();
@@ -547,6 +586,10 @@ impl AuthSettings {
                 Some("INFISICAL_WEBHOOK_SECRETS")
             }
             Scheme::Hmac if self.hmac_secrets.is_empty() => Some("HMAC_SECRETS"),
+            Scheme::ClientCert if !self.tls => {
+                Some("TLS_CERT_FILE and TLS_KEY_FILE (client certificates come over TLS)")
+            }
+            Scheme::ClientCert if self.client_cert.is_none() => Some("TLS_CLIENT_CA_FILE"),
             _ => None,
         }
     }

@@ -18,7 +18,7 @@ pub mod auth;
 mod parse;
 pub mod sns;
 
-pub use auth::{AuthSettings, Scheme, Secret};
+pub use auth::{AuthSettings, ClientCertSettings, Scheme, Secret};
 
 /// The wait before the second, cache-busting patch when `CACHE_BUSTER_WAIT_INTERVAL` is
 /// unreadable (the original tool's default; also the declared default).
@@ -258,7 +258,6 @@ impl Settings {
     /// it returns warnings about values that were replaced by a default, to be logged once
     /// logging is set up.
     pub fn into_config(self) -> Result<(Config, Vec<String>), ConfigError> {
-        let auth = self.auth.read()?;
         let mut warnings = Vec::new();
         let wait = self.cache_buster_wait_interval.unwrap_or_else(|e| {
             warnings.push(format!(
@@ -278,6 +277,7 @@ impl Settings {
                 ));
             }
         };
+        let auth = self.auth.read(tls.is_some())?;
         let sns = self.sns.read(&mut warnings)?;
         let config = Config {
             auth,
@@ -504,10 +504,10 @@ mod tests {
             assert!(arg.get_help().is_some(), "{name} has no doc");
             names.push(name.to_owned());
         }
-        assert_eq!(names.len(), 39, "{names:?}");
+        assert_eq!(names.len(), 41, "{names:?}");
         assert_eq!(
             VARIABLES.len(),
-            39 + Provider::ALL.len() + READ_ELSEWHERE.len()
+            41 + Provider::ALL.len() + READ_ELSEWHERE.len()
         );
         let mut unique = VARIABLES.clone();
         unique.sort();
@@ -588,6 +588,48 @@ mod tests {
             std::path::PathBuf::from("/tls/tls.key")
         );
         assert_eq!(config.confirm_timeout, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn client_certificates_need_tls_and_a_ca_file() {
+        let tls = [
+            ("TLS_CERT_FILE", "/tls/tls.crt"),
+            ("TLS_KEY_FILE", "/tls/tls.key"),
+        ];
+        let ca = ("TLS_CLIENT_CA_FILE", "/tls/clients-ca.pem");
+        let scheme = ("WEBHOOK_AUTH_AKEYLESS", "client-cert");
+        let (config, _) =
+            read(&[tls[0], tls[1], ca, scheme, ("CLIENT_CERT_SUBJECTS", "a, b")]).unwrap();
+        assert_eq!(
+            config.auth.schemes_for(Some("akeyless")),
+            [Scheme::ClientCert]
+        );
+        let client_cert = config.auth.client_cert.unwrap();
+        assert_eq!(
+            client_cert.ca_file,
+            std::path::PathBuf::from("/tls/clients-ca.pem")
+        );
+        assert_eq!(client_cert.subjects, ["a", "b"]);
+
+        let refused = |pairs: &[(&str, &str)]| read(pairs).unwrap_err().to_string();
+        assert_eq!(
+            refused(&[ca, scheme]),
+            "TLS_CLIENT_CA_FILE=\"\" is invalid: client certificates come over TLS: set \
+             TLS_CERT_FILE and TLS_KEY_FILE"
+        );
+        assert_eq!(
+            refused(&[scheme]),
+            "TLS_CERT_FILE and TLS_KEY_FILE (client certificates come over TLS) must be set: \
+             WEBHOOK_AUTH_AKEYLESS uses client-cert"
+        );
+        assert_eq!(
+            refused(&[tls[0], tls[1], scheme]),
+            "TLS_CLIENT_CA_FILE must be set: WEBHOOK_AUTH_AKEYLESS uses client-cert"
+        );
+        assert!(
+            read(&[tls[0], tls[1], ca]).is_ok(),
+            "a CA without the scheme is harmless"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod webhook;
 
 use actix_web::{HttpResponse, web};
 
+pub use auth::client_cert::{AskForClientCert, PeerCertificates, ca_verifier};
 pub use auth::{Authenticator, Caller, Rejection};
 pub use error::ApiError;
 pub use throttle::AuthThrottle;

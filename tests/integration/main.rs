@@ -3,6 +3,7 @@
 mod auth;
 mod binary;
 mod cache_buster;
+mod client_cert;
 mod cluster;
 mod input;
 mod manifests_mode;

@@ -1,8 +1,14 @@
 //! `bearer`: static tokens, in `Authorization: Bearer <token>` or, for senders that can only
 //! set a header of their own (an EventBridge API destination's API key, a forwarder's
 //! custom header), the whole value of a configured header.
+//!
+//! Akeyless's webhook forwarder (`--auth-type bearer-token`) is given its token base64-encoded
+//! (`--auth-token`, "Base64-encoded Token string"); its documentation does not say whether the
+//! gateway sends it decoded or as given. Either way it gets in: a configured token is also
+//! accepted in its base64 form (which tells no more than the token itself).
 
 use actix_web::HttpRequest;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -10,7 +16,8 @@ use super::{Rejection, any_matches, bearer_token, single_header};
 use crate::config::auth::BearerSettings;
 
 pub struct BearerTokens {
-    /// SHA-256 digests, so that a comparison takes the same time whatever its length.
+    /// SHA-256 digests of each token and of its base64 form, so that a comparison takes the
+    /// same time whatever its length.
     tokens: Vec<[u8; 32]>,
     header: Option<String>,
 }
@@ -21,7 +28,11 @@ impl BearerTokens {
             tokens: settings
                 .tokens
                 .iter()
-                .map(|t| Sha256::digest(t.expose().as_bytes()).into())
+                .flat_map(|t| {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(t.expose());
+                    [t.expose().to_owned(), encoded]
+                })
+                .map(|t| Sha256::digest(t.as_bytes()).into())
                 .collect(),
             header: settings.header.clone(),
         }
@@ -71,6 +82,17 @@ mod tests {
                 "{valid}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_is_also_accepted_base64_encoded_as_akeyless_is_given_it() {
+        let tokens = tokens(None);
+        // "current", base64-encoded, as `akeyless event-forwarder create webhook --auth-token`
+        // takes it.
+        let encoded = request(&[("Authorization", "Bearer Y3VycmVudA==")]);
+        assert_eq!(tokens.verify(&encoded), Ok(()));
+        let encoded_twice = request(&[("Authorization", "Bearer WTNWeWNtVnVkQT09")]);
+        assert_eq!(tokens.verify(&encoded_twice), Err(Rejection::WrongKey));
     }
 
     #[test]

@@ -5,12 +5,14 @@
 
 mod basic;
 mod bearer;
+pub mod client_cert;
 mod hmac;
 mod jwks;
 mod jwt;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderName;
@@ -19,6 +21,7 @@ use crate::config::{AuthSettings, Scheme};
 
 pub use basic::BasicCredentials;
 pub use bearer::BearerTokens;
+pub use client_cert::ClientCertificates;
 pub use hmac::{DopplerSignature, InfisicalSignature, TimestampSignature};
 pub use jwks::JwksTokens;
 pub use jwt::Hs256Tokens;
@@ -44,6 +47,8 @@ pub enum Rejection {
     UnknownKey,
     /// The keys to check the token against could not be fetched: not the caller's fault.
     KeysUnavailable,
+    /// A certificate not issued by a trusted CA (or otherwise not valid for a client).
+    Untrusted,
 }
 
 impl Rejection {
@@ -60,6 +65,7 @@ impl Rejection {
             Rejection::WrongSubject => "wrong_subject",
             Rejection::UnknownKey => "unknown_key",
             Rejection::KeysUnavailable => "keys_unavailable",
+            Rejection::Untrusted => "untrusted",
         }
     }
 }
@@ -133,11 +139,18 @@ pub struct Authenticator {
     doppler: DopplerSignature,
     infisical: InfisicalSignature,
     hmac: TimestampSignature,
+    client_cert: ClientCertificates,
 }
 
 impl Authenticator {
-    pub fn new(settings: &AuthSettings) -> Self {
+    /// `client_cas`: the verifier of `TLS_CLIENT_CA_FILE`'s CAs, when the listener asks for
+    /// client certificates.
+    pub fn new(
+        settings: &AuthSettings,
+        client_cas: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Self {
         Authenticator {
+            client_cert: ClientCertificates::new(settings.client_cert.as_ref(), client_cas),
             basic: BasicCredentials::new(&settings.basic),
             bearer: BearerTokens::new(&settings.bearer),
             jwt: settings.jwt.as_ref().map(Hs256Tokens::new),
@@ -163,6 +176,7 @@ impl Authenticator {
                 Scheme::Bearer | Scheme::Jwt | Scheme::Jwks => {
                     r#"Bearer realm="eso-refresher""#.to_owned()
                 }
+                Scheme::ClientCert => r#"TLS-Client-Certificate realm="eso-refresher""#.to_owned(),
                 signed => format!(r#"Signature realm="eso-refresher", scheme="{signed}""#),
             };
             if !challenges.contains(&challenge) {
@@ -192,6 +206,7 @@ impl Authenticator {
             let outcome = match scheme {
                 Scheme::Basic => self.basic.verify(request).map(|()| None),
                 Scheme::Bearer => self.bearer.verify(request).map(|()| None),
+                Scheme::ClientCert => self.client_cert.verify(request).map(|()| None),
                 Scheme::Jwt => match &self.jwt {
                     Some(jwt) => jwt.verify(request).map(Some),
                     None => Err(Rejection::KeysUnavailable),
@@ -335,7 +350,7 @@ mod tests {
         settings
             .routes
             .insert("generic".into(), vec![Scheme::Basic, Scheme::Hmac]);
-        Authenticator::new(&settings)
+        Authenticator::new(&settings, None)
     }
 
     fn run<T>(future: impl std::future::Future<Output = T>) -> T {
