@@ -466,6 +466,33 @@ mod tests {
         assert_eq!(unique.len(), every.len(), "each type once");
     }
 
+    /// Every type Akeyless's Event Center page and its API reference list, with what it should
+    /// do in `payload.expected`.
+    #[test]
+    fn every_documented_type_refreshes_or_is_ignored_as_the_fixture_says() {
+        let body = json(&fixture("akeyless-every-type.json")).unwrap();
+        let n = read(&body).unwrap();
+        let events = body.as_array().unwrap();
+        for event in events {
+            let id = event["event_id"].to_string();
+            let refreshed = n.changes.iter().any(|c| c.event_id.as_deref() == Some(&id));
+            let ignored = n.ignored.iter().any(|i| i.event_id.as_deref() == Some(&id));
+            let expected = event["payload"]["expected"].as_str().unwrap();
+            let got = match (refreshed, ignored) {
+                (true, false) => "refresh",
+                (false, true) => "ignored",
+                _ => "both or neither",
+            };
+            assert_eq!(got, expected, "{}", event["event_type"]);
+        }
+        let listed = NEW_VALUE.len() + NOTICES.iter().map(|(_, t)| t.len()).sum::<usize>();
+        assert_eq!(
+            listed,
+            events.len() + 1,
+            "the fixture lists every type but one alias"
+        );
+    }
+
     #[test]
     fn groups_are_recognized_by_their_names_on_the_shared_route() {
         let recognized = |body: &str| Akeyless.recognizes(&serde_json::from_str(body).unwrap());

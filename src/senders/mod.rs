@@ -286,6 +286,7 @@ mod tests {
             ("akeyless-docs-grouped.json", "akeyless"),
             ("akeyless-docs-certificate.json", "akeyless"),
             ("akeyless-docs-spaces.json", "akeyless"),
+            ("akeyless-every-type.json", "akeyless"),
             ("aws-eventbridge-cloudtrail.json", "aws"),
             ("aws-secret-label-updated.json", "aws"),
             ("aws-sns-notification.json", "aws"),
