@@ -30,12 +30,13 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 
-use super::fake_api::{Arrivals, serve_on_loopback};
-use super::{
-    FANOUT, Latency, Options, RequestLog, Service, Stats, generic_body, group_key, loaded_fake,
-    measure_webhooks, ms, own_key, per_webhook, post_webhook, show_verbs, spread, stats, verb,
-    with_requests, write_kubeconfig,
-};
+use crate::args::Options;
+use crate::client::{Target, measure_webhooks, post_webhook};
+use crate::fake_api::{Arrivals, serve_on_loopback};
+use crate::requests::{Phase, RequestLog, per_webhook, show_verbs, verb, with_requests};
+use crate::service::{Service, write_kubeconfig};
+use crate::stats::{Latency, Stats, Timings, stats};
+use crate::workload::{FANOUT, generic_body, group_key, loaded_fake, own_key, spread};
 
 /// ExternalSecrets per run: two groups of FANOUT, each group's shared key read by all of them.
 pub const SIZE: usize = 2 * FANOUT;
@@ -264,7 +265,7 @@ struct AuditTail {
     anchor: (Instant, SystemTime),
     offset: Cell<u64>,
     arrivals: Arrivals,
-    served: RefCell<Vec<f64>>,
+    served: RefCell<Vec<Duration>>,
     requests: RefCell<Vec<Audited>>,
 }
 
@@ -348,7 +349,7 @@ impl AuditTail {
                 .push((received, format!("PATCH {path}")));
             self.served
                 .borrow_mut()
-                .push(ms(answered.saturating_duration_since(received)));
+                .push(answered.saturating_duration_since(received));
         }
         let code = event["responseStatus"]["code"].as_u64().unwrap_or(0) as u16;
         self.requests.borrow_mut().push(Audited {
@@ -467,10 +468,8 @@ impl SecretWatch {
 /// One side's figures: on the fake, or on envtest.
 #[derive(Default)]
 pub struct Side {
-    one: Latency,
-    fanout: Latency,
-    verbs_one: BTreeMap<String, f64>,
-    verbs_fanout: BTreeMap<String, f64>,
+    one: Phase,
+    fanout: Phase,
     /// Where each phase's writes are in the side's arrivals.
     one_writes: Range<usize>,
     fanout_writes: Range<usize>,
@@ -525,7 +524,6 @@ async fn warm_up(
     measure_webhooks(http, url, target, arrivals, (0..5).map(one), CAP).await;
 }
 
-type Target<'a> = (&'a str, &'a dyn Fn());
 const CAP: Duration = Duration::from_secs(120);
 
 /// Times the 1-match webhooks, then (after `pause`) the 100-match ones, with the API requests
@@ -542,26 +540,26 @@ async fn one_and_fanout(
     let start = written();
     let bodies = (0..options.webhooks).map(one);
     let phase = measure_webhooks(http, url, target, arrivals, bodies, CAP);
-    (side.one, side.verbs_one) = with_requests(log, phase).await;
+    side.one = with_requests(log, phase).await;
     side.one_writes = start..written();
     pause.await;
     let start = written();
     let bodies = (0..options.fanout_webhooks).map(fanout);
     let phase = measure_webhooks(http, url, target, arrivals, bodies, CAP);
-    (side.fanout, side.verbs_fanout) = with_requests(log, phase).await;
+    side.fanout = with_requests(log, phase).await;
     side.fanout_writes = start..written();
     eprintln!(
         "[{}] 1 match: PATCH received p50/p99 {:.2}/{:.2} ms, round trip {:.2}/{:.2} ms; \
          100 match: last PATCH received {:.2}/{:.2} ms, round trip {:.2}/{:.2} ms",
         label,
-        side.one.last_write.p50,
-        side.one.last_write.p99,
-        side.one.round_trip.p50,
-        side.one.round_trip.p99,
-        side.fanout.last_write.p50,
-        side.fanout.last_write.p99,
-        side.fanout.round_trip.p50,
-        side.fanout.round_trip.p99,
+        side.one.latency.last_write.p50,
+        side.one.latency.last_write.p99,
+        side.one.latency.round_trip.p50,
+        side.one.latency.round_trip.p99,
+        side.fanout.latency.last_write.p50,
+        side.fanout.latency.last_write.p99,
+        side.fanout.latency.round_trip.p50,
+        side.fanout.latency.round_trip.p99,
     );
     side
 }
@@ -692,8 +690,8 @@ async fn on_envtest(
     let side = {
         let served = audit.served.borrow();
         Side {
-            served_one: stats(&served[timed.one_writes.clone()]),
-            served_fanout: stats(&served[timed.fanout_writes.clone()]),
+            served_one: stats(served[timed.one_writes.clone()].iter().copied()),
+            served_fanout: stats(served[timed.fanout_writes.clone()].iter().copied()),
             synced,
             synced_round_trip,
             synced_count,
@@ -726,7 +724,7 @@ async fn secret_phase(
     );
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &work.namespaces[0]);
     let mut watch = SecretWatch::open(secrets).await;
-    let (mut synced, mut round_trips) = (Vec::new(), Vec::new());
+    let (mut synced, mut round_trips) = (Timings::default(), Timings::default());
     let per_namespace = work.n / work.namespaces.len();
     for k in 0..options.secret_samples {
         let i = spread(k, per_namespace) * work.namespaces.len();
@@ -738,7 +736,7 @@ async fn secret_phase(
         let (refreshed, seen) = tokio::join!(
             async {
                 let refreshed = post_webhook(http, url, ROUTE, body).await;
-                round_trips.push(ms(sent.elapsed()));
+                round_trips.record(sent.elapsed());
                 refreshed
             },
             watch.wait_for(&name, &value)
@@ -746,7 +744,7 @@ async fn secret_phase(
         assert_eq!(refreshed, 1, "refreshed by webhook {k}");
         let seen =
             seen.unwrap_or_else(|| panic!("Secret {name} not updated within {SYNC_TIMEOUT:?}"));
-        synced.push(ms(seen.duration_since(sent)));
+        synced.record(seen.duration_since(sent));
     }
     let stale = Api::<Secret>::namespaced(admin.clone(), work.namespace(control))
         .get(&Workload::name(control))
@@ -764,11 +762,11 @@ async fn secret_phase(
     );
     eprintln!(
         "[envtest] webhook → Secret updated: p50/p99 {:.1}/{:.1} ms over {}",
-        stats(&synced).p50,
-        stats(&synced).p99,
-        synced.len()
+        synced.stats().p50,
+        synced.stats().p99,
+        synced.count()
     );
-    (stats(&synced), stats(&round_trips), synced.len())
+    (synced.stats(), round_trips.stats(), synced.count())
 }
 
 /// Waits until ESO has written the Secret of every ExternalSecret of the run.
@@ -856,11 +854,11 @@ pub fn report(options: &Options, figures: &Figures) {
     );
     println!("| figure | fake API server | envtest | samples (fake / envtest) |");
     println!("|---|---|---|---|");
-    type Phase<'a> = (&'a Latency, Stats, &'a BTreeMap<String, f64>);
-    let one: fn(&Side) -> Phase = |s| (&s.one, s.served_one, &s.verbs_one);
-    let fanout: fn(&Side) -> Phase = |s| (&s.fanout, s.served_fanout, &s.verbs_fanout);
+    let one: fn(&Side) -> (&Phase, Stats) = |s| (&s.one, s.served_one);
+    let fanout: fn(&Side) -> (&Phase, Stats) = |s| (&s.fanout, s.served_fanout);
     for (phase, of) in [("1 match", one), ("100 matches", fanout)] {
-        let ((f, _, f_verbs), (r, served, r_verbs)) = (of(fake), of(real));
+        let ((f, _), (r, served)) = (of(fake), of(real));
+        let (f, f_verbs, r, r_verbs) = (&f.latency, &f.verbs, &r.latency, &r.verbs);
         let n = format!("{} / {}", f.count, r.count);
         let both = |figure: &str, stat: fn(&Latency) -> Stats| {
             let (a, b) = (cells(stat(f)), cells(stat(r)));
