@@ -47,14 +47,12 @@ pub struct AzureStore {
 }
 
 impl StoreBackend for AzureStore {
-    /// ESO reads `secret/<name>` as the secret `<name>`.
+    /// ESO reads `secret/<name>` as the secret `<name>`. Key Vault compares names without
+    /// regard to case ("object identifiers … should always be compared as case-insensitive
+    /// strings"), so a name is spelled in lower case, as changes name it too.
     fn spellings(&self, key: &RemoteKey) -> Vec<String> {
-        vec![
-            key.key
-                .strip_prefix("secret/")
-                .unwrap_or(&key.key)
-                .to_owned(),
-        ]
+        let name = key.key.strip_prefix("secret/").unwrap_or(&key.key);
+        vec![name.to_lowercase()]
     }
 
     /// Vault names are case-insensitive.
@@ -108,7 +106,8 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
         let name = text(data, "ObjectName")
             .or_else(|| text(event, "subject"))
             .ok_or_else(|| at("names no secret"))?;
-        let also = vec![format!("secret/{name}")];
+        // Names are case-insensitive: stores spell them in lower case.
+        let also = vec![format!("secret/{name}"), name.to_lowercase()];
         let vault = text(data, "VaultName")
             .or_else(|| {
                 let source = text(event, "topic").or_else(|| text(event, "source"))?;
@@ -141,6 +140,7 @@ mod tests {
         );
         assert_eq!(spelled(&azure, "secret/db"), ["db"]);
         assert_eq!(spelled(&azure, "cert/tls"), ["cert/tls"]);
+        assert_eq!(spelled(&azure, "DB-Token"), ["db-token"]);
     }
 
     #[test]

@@ -393,6 +393,40 @@ mod tests {
         assert!(index.lookup_change(&doppler("dev")).is_empty());
     }
 
+    /// Key Vault names are case-insensitive; GCP's (and the other providers') are not.
+    #[test]
+    fn each_provider_compares_names_by_its_own_case_rules() {
+        let mut index = RefreshIndex::default();
+        let vault = StoreId::namespaced("a", "kv");
+        let gcp = StoreId::namespaced("a", "gcp");
+        index.apply_store(
+            vault.clone(),
+            store(json!({"azurekv": {"vaultUrl": "https://kv-prod.vault.azure.net"}})),
+        );
+        index.apply_store(gcp.clone(), store(json!({"gcpsm": {"projectID": "p"}})));
+        index.apply(reading("a", "lower", "db-token", &vault));
+        index.apply(reading("a", "prefixed", "secret/DB-TOKEN", &vault));
+        index.apply(reading("a", "exact", "DB-Token", &vault));
+        index.apply(reading("a", "gcp-lower", "db-token", &gcp));
+        let event = json!([{"id": "1", "eventType": "Microsoft.KeyVault.SecretNewVersionCreated",
+            "subject": "DB-Token", "data": {"ObjectName": "DB-Token", "VaultName": "kv-prod"}}]);
+        let changes = Provider::detect(&event).parse(&event).unwrap().changes;
+        assert_eq!(
+            names(index.lookup_change(&changes[0])),
+            ["a/exact", "a/lower", "a/prefixed"]
+        );
+        let gcp_event = json!({"message": {"messageId": "2", "attributes": {
+            "eventType": "SECRET_VERSION_ADD", "secretId": "projects/p/secrets/DB-Token"}}});
+        let changes = Provider::detect(&gcp_event)
+            .parse(&gcp_event)
+            .unwrap()
+            .changes;
+        assert!(
+            index.lookup_change(&changes[0]).is_empty(),
+            "GCP names are case-sensitive"
+        );
+    }
+
     #[test]
     fn each_eso_provider_is_read_by_its_sender() {
         let readers = [
