@@ -11,9 +11,9 @@ use crate::cluster::cache_buster::CacheBuster;
 use crate::cluster::follow_up::FollowUp;
 use crate::cluster::patcher::{Applied, Patched, Patcher};
 use crate::core::change::SecretChange;
-use crate::core::dedupe::SeenEvents;
+use crate::core::dedupe::{SeenEvents, event_mark, merged_marks, recorded};
 use crate::core::external_secret::SecretId;
-use crate::core::index::SharedIndex;
+use crate::core::index::{RefreshIndex, SharedIndex};
 use crate::core::plan::{Cause, PatchTarget, RefreshPlan};
 use crate::telemetry::metrics::{Metrics, ReasonLabels};
 
@@ -119,16 +119,42 @@ impl Refresher {
         for change in changes {
             self.metrics.count_event(change.event_type.as_deref());
         }
-        let (fresh, repeated): (Vec<SecretChange>, Vec<SecretChange>) =
+        let (mut fresh, mut repeated): (Vec<SecretChange>, Vec<SecretChange>) =
             changes.iter().cloned().partition(|change| {
                 !change
-                    .event_id
-                    .as_deref()
-                    .is_some_and(|id| self.seen.contains(id))
+                    .event_key()
+                    .is_some_and(|key| self.seen.contains(&key))
             });
+        let window = self.seen.window();
+        let (mut plan, marks) = self.index.read(|index| {
+            let plan = RefreshPlan::new(&fresh, index);
+            if window.is_zero() {
+                return (plan, Default::default());
+            }
+            // Applied by another replica (or before a restart): every object the event
+            // refreshes records it.
+            let now = chrono::Utc::now();
+            let elsewhere: Vec<bool> = fresh
+                .iter()
+                .map(|change| applied_before(change, &plan, index, window, now))
+                .collect();
+            let plan = match elsewhere.contains(&true) {
+                true => {
+                    let mut flags = elsewhere.into_iter();
+                    let (again, kept) = std::mem::take(&mut fresh)
+                        .into_iter()
+                        .partition(|_| flags.next().unwrap_or(false));
+                    fresh = kept;
+                    repeated.extend::<Vec<SecretChange>>(again);
+                    RefreshPlan::new(&fresh, index)
+                }
+                false => plan,
+            };
+            let marks = marks_to_record(&fresh, &plan, index);
+            (plan, marks)
+        });
         self.metrics.duplicate_events.inc_by(repeated.len() as u64);
         let changes = fresh.as_slice();
-        let mut plan = self.index.read(|index| RefreshPlan::new(changes, index));
         if let Some(namespaces) = permitted {
             plan.limit_to_namespaces(namespaces);
         }
@@ -150,12 +176,14 @@ impl Refresher {
                 .inc();
         }
 
+        let mut marks = marks;
+        let marked: Vec<(PatchTarget, Vec<String>)> = targets
+            .keys()
+            .map(|target| (target.clone(), marks.remove(target).unwrap_or_default()))
+            .collect();
         let results = self
             .patcher
-            .patch_all(
-                targets.keys().cloned().collect::<Vec<_>>(),
-                Some(tokio::time::Instant::now() + WEBHOOK_DEADLINE),
-            )
+            .patch_all_marked(marked, Some(tokio::time::Instant::now() + WEBHOOK_DEADLINE))
             .await;
 
         let mut report = RefreshReport {
@@ -237,10 +265,10 @@ impl Refresher {
             .chain(not_permitted)
             .collect();
         for change in changes {
-            if let Some(id) = &change.event_id
+            if let Some(key) = change.event_key()
                 && !failed_keys.contains(change.key.as_str())
             {
-                self.seen.remember(id);
+                self.seen.remember(&key);
             }
         }
 
@@ -255,6 +283,63 @@ impl Refresher {
         }
         Ok(report)
     }
+}
+
+/// Whether every object `change` refreshes is an ExternalSecret that records it as applied
+/// within `window` (a ClusterExternalSecret's children carry no record of it).
+fn applied_before(
+    change: &SecretChange,
+    plan: &RefreshPlan,
+    index: &RefreshIndex,
+    window: std::time::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let Some(key) = change.event_key() else {
+        return false;
+    };
+    let mark = event_mark(&key);
+    let mut targets = plan
+        .targets
+        .iter()
+        .filter(|(_, cause)| cause.keys.contains(&change.key))
+        .peekable();
+    targets.peek().is_some()
+        && targets.all(|(target, _)| match target {
+            PatchTarget::ExternalSecret(id) => index
+                .get(id)
+                .is_some_and(|secret| recorded(&secret.sync, &mark, window, now)),
+            PatchTarget::ClusterExternalSecret(_) => false,
+        })
+}
+
+/// For each ExternalSecret to patch, the marks of the events that refresh it, before those it
+/// already records.
+fn marks_to_record(
+    changes: &[SecretChange],
+    plan: &RefreshPlan,
+    index: &RefreshIndex,
+) -> std::collections::HashMap<PatchTarget, Vec<String>> {
+    let mut marks = std::collections::HashMap::new();
+    for (target, cause) in &plan.targets {
+        let PatchTarget::ExternalSecret(id) = target else {
+            continue;
+        };
+        let new: Vec<String> = changes
+            .iter()
+            .filter(|change| cause.keys.contains(&change.key))
+            .filter_map(SecretChange::event_key)
+            .map(|key| event_mark(&key))
+            .collect();
+        if new.is_empty() {
+            continue;
+        }
+        let previous = index.get(id).map(|s| s.sync.applied_events.clone());
+        marks.insert(
+            target.clone(),
+            merged_marks(&new, previous.iter().flatten()),
+        );
+    }
+    marks
 }
 
 /// The Event note: which changes of which secrets asked for the refresh.

@@ -260,7 +260,7 @@ mod tests {
                 synced_this_metadata,
                 ready,
                 ready_since: Some(patched_at() + chrono::TimeDelta::seconds(1)),
-                resource_version: None,
+                ..SyncState::default()
             },
             ..IndexedSecret::with_keys("a", "s", &["k"])
         }

@@ -17,7 +17,9 @@ use crate::core::plan::PatchTarget;
 use crate::core::stamp::Stamps;
 use crate::telemetry::metrics::{ErrorLabels, KindLabels, Metrics};
 
-pub use crate::core::stamp::{FORCE_SYNC, UPDATED_AT, UPDATED_BY, UPDATED_BY_VALUE};
+pub use crate::core::stamp::{
+    APPLIED_EVENTS, FORCE_SYNC, UPDATED_AT, UPDATED_BY, UPDATED_BY_VALUE,
+};
 pub const FIELD_MANAGER: &str = "eso-refresher";
 
 /// Patches sent at once; enough to hide API latency without flooding the API server.
@@ -111,10 +113,15 @@ pub struct Patched {
 }
 type SharedOutcome = Shared<BoxFuture<'static, Outcome>>;
 
-/// The patch being sent for one target, and at most one more queued behind it.
+/// The marks of the events a patch applies, gathered from every request that joins it before
+/// it is sent.
+type Marks = Arc<Mutex<Vec<String>>>;
+
+/// The patch being sent for one target, and at most one more queued behind it (with the marks
+/// of the requests waiting for it).
 struct Flight {
     running: SharedOutcome,
-    queued: Option<SharedOutcome>,
+    queued: Option<(SharedOutcome, Marks)>,
 }
 
 pub struct Patcher {
@@ -138,9 +145,17 @@ impl Drop for Landing<'_> {
     }
 }
 
-/// The merge patch for `target`, with `stamp` as its fresh value.
-pub fn patch_body(target: &PatchTarget, stamp: &str) -> Value {
+/// The merge patch for `target`, with `stamp` as its fresh value and, on an ExternalSecret,
+/// the marks of the events it applies (none: the annotation is left as it is).
+pub fn patch_body(target: &PatchTarget, stamp: &str, marks: &[String]) -> Value {
     match target {
+        PatchTarget::ExternalSecret(_) if !marks.is_empty() => {
+            json!({"metadata": {"annotations": {
+                UPDATED_BY: UPDATED_BY_VALUE,
+                UPDATED_AT: stamp,
+                APPLIED_EVENTS: marks.join(" "),
+            }}})
+        }
         PatchTarget::ExternalSecret(_) => json!({"metadata": {"annotations": {
             UPDATED_BY: UPDATED_BY_VALUE,
             UPDATED_AT: stamp,
@@ -179,8 +194,18 @@ impl Patcher {
         targets: impl IntoIterator<Item = PatchTarget>,
         deadline: Option<tokio::time::Instant>,
     ) -> Vec<Patched> {
+        let unmarked = targets.into_iter().map(|target| (target, Vec::new()));
+        self.patch_all_marked(unmarked, deadline).await
+    }
+
+    /// As [`Patcher::patch_all`], recording on each target the marks given with it.
+    pub async fn patch_all_marked(
+        self: &Arc<Self>,
+        targets: impl IntoIterator<Item = (PatchTarget, Vec<String>)>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Vec<Patched> {
         stream::iter(targets)
-            .map(|target| {
+            .map(|(target, marks)| {
                 let patcher = self.clone();
                 async move {
                     let late = |why: &str| Err(PatchError::OutOfTime(why.to_owned()));
@@ -192,7 +217,7 @@ impl Patcher {
                             started_here: false,
                         };
                     }
-                    let (flight, started_here) = patcher.join(target.clone());
+                    let (flight, started_here) = patcher.join(target.clone(), marks);
                     let outcome = match deadline {
                         None => flight.await,
                         Some(deadline) => tokio::time::timeout_at(deadline, flight)
@@ -212,11 +237,11 @@ impl Patcher {
     }
 
     /// The flight to wait for, and whether this call started it (and so speaks for it).
-    fn join(self: &Arc<Self>, target: PatchTarget) -> (SharedOutcome, bool) {
+    fn join(self: &Arc<Self>, target: PatchTarget, marks: Vec<String>) -> (SharedOutcome, bool) {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         match flights.get_mut(&target) {
             None => {
-                let running = self.spawn(target.clone(), None);
+                let running = self.spawn(target.clone(), None, Arc::new(Mutex::new(marks)));
                 flights.insert(
                     target,
                     Flight {
@@ -227,17 +252,29 @@ impl Patcher {
                 (running, true)
             }
             Some(flight) => match &flight.queued {
-                Some(queued) => (queued.clone(), false),
+                Some((queued, waiting)) => {
+                    // Not sent yet (it waits for the running one): it applies these events too.
+                    let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+                    let merged = crate::core::dedupe::merged_marks(&marks, waiting.iter());
+                    *waiting = merged;
+                    (queued.clone(), false)
+                }
                 None => {
-                    let queued = self.spawn(target, Some(flight.running.clone()));
-                    flight.queued = Some(queued.clone());
+                    let waiting = Arc::new(Mutex::new(marks));
+                    let queued = self.spawn(target, Some(flight.running.clone()), waiting.clone());
+                    flight.queued = Some((queued.clone(), waiting));
                     (queued, true)
                 }
             },
         }
     }
 
-    fn spawn(self: &Arc<Self>, target: PatchTarget, after: Option<SharedOutcome>) -> SharedOutcome {
+    fn spawn(
+        self: &Arc<Self>,
+        target: PatchTarget,
+        after: Option<SharedOutcome>,
+        marks: Marks,
+    ) -> SharedOutcome {
         let patcher = self.clone();
         let task = self.runtime.spawn(async move {
             if let Some(previous) = after {
@@ -248,7 +285,9 @@ impl Patcher {
                 patcher: &patcher,
                 target: &target,
             };
-            patcher.patch_with_retries(&target).await
+            // Read once sent: no request joins a flight that is no longer queued.
+            let marks = marks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            patcher.patch_with_retries(&target, &marks).await
         });
         async move {
             task.await
@@ -263,7 +302,7 @@ impl Patcher {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = flights.get_mut(target) {
             match flight.queued.take() {
-                Some(queued) => flight.running = queued,
+                Some((queued, _)) => flight.running = queued,
                 None => {
                     flights.remove(target);
                 }
@@ -271,12 +310,12 @@ impl Patcher {
         }
     }
 
-    async fn patch_with_retries(&self, target: &PatchTarget) -> Outcome {
+    async fn patch_with_retries(&self, target: &PatchTarget, marks: &[String]) -> Outcome {
         let started = Instant::now();
         // One stamp for every attempt: an attempt that timed out may have landed, and
         // writing the same value again changes nothing.
         let stamp = self.stamps.next();
-        let attempts = (|| self.patch_once(target, &stamp))
+        let attempts = (|| self.patch_once(target, &stamp, marks))
             .retry(backoff())
             .sleep(tokio::time::sleep)
             .when(PatchError::is_transient)
@@ -317,8 +356,8 @@ impl Patcher {
         outcome
     }
 
-    async fn patch_once(&self, target: &PatchTarget, stamp: &str) -> Outcome {
-        let body = patch_body(target, stamp);
+    async fn patch_once(&self, target: &PatchTarget, stamp: &str, marks: &[String]) -> Outcome {
+        let body = patch_body(target, stamp, marks);
         let cluster = match &self.destination {
             Destination::DryRun => {
                 tracing::info!(%target, patch = %body, "dry run: would patch");
@@ -400,13 +439,17 @@ mod tests {
 
     #[test]
     fn bodies_touch_only_annotations() {
-        let es = patch_body(&PatchTarget::ExternalSecret(SecretId::new("a", "b")), "T");
+        let es = patch_body(
+            &PatchTarget::ExternalSecret(SecretId::new("a", "b")),
+            "T",
+            &[],
+        );
         assert_eq!(
             es,
             json!({"metadata": {"annotations": {
                 "updated-by": "externalsecret-updater", "updated-at": "T"}}})
         );
-        let ces = patch_body(&PatchTarget::ClusterExternalSecret("p".into()), "T");
+        let ces = patch_body(&PatchTarget::ClusterExternalSecret("p".into()), "T", &[]);
         assert_eq!(
             ces["metadata"]["annotations"]["external-secrets.io/force-sync"],
             "T"
@@ -458,7 +501,7 @@ mod tests {
             let Ok(Applied::WouldPatch(body)) = result else {
                 panic!("{target}: {result:?}")
             };
-            assert_eq!(body, patch_body(&target, stamp_of(&body)));
+            assert_eq!(body, patch_body(&target, stamp_of(&body), &[]));
         }
         assert!(
             patcher.flights.lock().unwrap().is_empty(),

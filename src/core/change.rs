@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One secret that changed, as a provider named it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretChange {
     /// The secret's name or path, exactly as the event gave it.
     pub key: String,
@@ -18,9 +18,24 @@ pub struct SecretChange {
     pub also: Vec<String>,
     pub event_type: Option<String>,
     pub event_id: Option<String>,
+    /// Where the event id is unique, when the sender's ids are unique only there (a CloudEvents
+    /// `source`, an Event Grid topic, a Pub/Sub subscription).
+    pub scope: Option<String>,
+    /// The sender that read the event: ids of different senders never collide.
+    pub sender: &'static str,
     /// Which provider announced it, and where; `None` when the sender does not say (generic
     /// bodies, CloudEvents), which matches every store.
     pub origin: Option<Origin>,
+}
+
+impl SecretChange {
+    /// What identifies the event among every sender's: the sender, the scope of its id and the
+    /// id. `None` for an event without an id, which is never taken for a re-delivery.
+    pub fn event_key(&self) -> Option<String> {
+        let id = self.event_id.as_deref()?;
+        let scope = self.scope.as_deref().unwrap_or_default();
+        Some(format!("{}\u{1f}{scope}\u{1f}{id}", self.sender))
+    }
 }
 
 #[cfg(test)]
@@ -29,10 +44,8 @@ impl SecretChange {
     pub fn named(key: &str, origin: Option<Origin>) -> SecretChange {
         SecretChange {
             key: key.into(),
-            also: Vec::new(),
-            event_type: None,
-            event_id: None,
             origin,
+            ..SecretChange::default()
         }
     }
 }

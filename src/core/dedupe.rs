@@ -21,6 +21,54 @@ fn bounded(id: &str) -> std::borrow::Cow<'_, str> {
     format!("sha256:{hex}").into()
 }
 
+/// The mark an applied event leaves on the objects it refreshed ([`APPLIED_EVENTS`]): 64 bits
+/// of the SHA-256 of its key, as hex. Short, so that many fit in an annotation; a collision
+/// (one in 2^64 per pair) would only skip one refresh.
+///
+/// [`APPLIED_EVENTS`]: crate::core::stamp::APPLIED_EVENTS
+pub fn event_mark(event_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(event_key.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The marks to record: `new` first, then the `previous` ones, each once, at most
+/// [`APPLIED_EVENTS_KEPT`](crate::core::stamp::APPLIED_EVENTS_KEPT).
+pub fn merged_marks<'a>(
+    new: impl IntoIterator<Item = &'a String>,
+    previous: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let mut marks: Vec<String> = Vec::new();
+    for mark in new.into_iter().chain(previous) {
+        if marks.len() == crate::core::stamp::APPLIED_EVENTS_KEPT {
+            break;
+        }
+        if !marks.contains(mark) {
+            marks.push(mark.clone());
+        }
+    }
+    marks
+}
+
+/// Whether an object records the event of `mark` among those its last refreshes applied, the
+/// latest of them (its `updated-at`) within `window` of `now`.
+pub fn recorded(
+    sync: &crate::core::external_secret::SyncState,
+    mark: &str,
+    window: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let refreshed = sync
+        .stamp
+        .as_deref()
+        .and_then(|stamp| chrono::DateTime::parse_from_rfc3339(stamp).ok());
+    let recent = refreshed.is_some_and(|at| {
+        let age = now.signed_duration_since(at);
+        chrono::Duration::from_std(window).is_ok_and(|window| age <= window)
+    });
+    recent && sync.applied_events.iter().any(|m| m == mark)
+}
+
 pub struct SeenEvents {
     window: Duration,
     state: Mutex<State>,
@@ -39,6 +87,11 @@ impl SeenEvents {
             window,
             state: Mutex::default(),
         }
+    }
+
+    /// How long an event is remembered; zero: de-duplication is off.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -117,6 +170,38 @@ mod tests {
         assert!(!seen.contains(&"x".repeat(999_999)));
         let state = seen.state.lock().unwrap();
         assert!(state.expires.keys().all(|k| k.len() <= 80));
+    }
+
+    #[test]
+    fn marks_are_short_and_kept_newest_first() {
+        let mark = event_mark("akeyless\u{1f}\u{1f}48213");
+        assert_eq!(mark.len(), 16);
+        assert_ne!(mark, event_mark("cloudevents\u{1f}/a\u{1f}48213"));
+        let old: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+        let new = vec!["n".to_owned(), "3".to_owned()];
+        let merged = merged_marks(&new, &old);
+        assert_eq!(merged.len(), crate::core::stamp::APPLIED_EVENTS_KEPT);
+        assert_eq!(merged[..4], ["n", "3", "0", "1"]);
+    }
+
+    #[test]
+    fn an_object_records_an_event_for_the_window_after_its_last_refresh() {
+        use crate::core::external_secret::SyncState;
+        let now = chrono::Utc::now();
+        let at = |ago: i64| (now - chrono::Duration::seconds(ago)).to_rfc3339();
+        let sync = |stamp: String| SyncState {
+            stamp: Some(stamp),
+            applied_events: vec!["aa".into(), "bb".into()],
+            ..SyncState::default()
+        };
+        let window = Duration::from_secs(600);
+        assert!(recorded(&sync(at(5)), "bb", window, now));
+        assert!(!recorded(&sync(at(5)), "cc", window, now));
+        assert!(
+            !recorded(&sync(at(601)), "bb", window, now),
+            "older than the window"
+        );
+        assert!(!recorded(&SyncState::default(), "bb", window, now));
     }
 
     #[test]

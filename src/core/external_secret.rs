@@ -131,6 +131,8 @@ pub struct SyncState {
     pub ready_since: Option<chrono::DateTime<chrono::Utc>>,
     /// `metadata.resourceVersion`, where it is a number (as the API server's are).
     pub resource_version: Option<u64>,
+    /// The marks of the events its last refreshes applied (`eso-refresher/applied-events`).
+    pub applied_events: Vec<String>,
 }
 
 /// A state of an object that a sync must have covered to count as the sync of a refresh.
@@ -278,6 +280,12 @@ impl SyncState {
                 .resource_version
                 .as_deref()
                 .and_then(|v| v.parse().ok()),
+            applied_events: metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::core::stamp::APPLIED_EVENTS))
+                .map(|marks| marks.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
         }
     }
 

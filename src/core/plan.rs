@@ -124,13 +124,7 @@ mod tests {
     use crate::core::external_secret::IndexedSecret;
 
     fn change(key: &str) -> SecretChange {
-        SecretChange {
-            key: key.into(),
-            also: Vec::new(),
-            event_type: None,
-            event_id: None,
-            origin: None,
-        }
+        SecretChange::named(key, None)
     }
 
     fn secret(ns: &str, name: &str, key: &str) -> IndexedSecret {
@@ -194,13 +188,7 @@ mod tests {
         for secret in secrets {
             index.apply(secret);
         }
-        let change = SecretChange {
-            key: "k".into(),
-            also: Vec::new(),
-            event_type: None,
-            event_id: None,
-            origin: None,
-        };
+        let change = SecretChange::named("k", None);
         RefreshPlan::new(&[change], &index)
     }
 

@@ -14,6 +14,11 @@ pub const UPDATED_BY_VALUE: &str = "externalsecret-updater";
 pub const UPDATED_AT: &str = "updated-at";
 /// On a ClusterExternalSecret, which copies it to every ExternalSecret it owns.
 pub const FORCE_SYNC: &str = "external-secrets.io/force-sync";
+/// On an ExternalSecret: marks of the events its last refreshes applied, newest first, so that
+/// every replica (and a restarted one) can tell a re-delivery from its watch cache.
+pub const APPLIED_EVENTS: &str = "eso-refresher/applied-events";
+/// How many marks [`APPLIED_EVENTS`] keeps.
+pub const APPLIED_EVENTS_KEPT: usize = 16;
 
 #[derive(Default)]
 pub struct Stamps {

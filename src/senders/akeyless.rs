@@ -291,10 +291,10 @@ fn forwarded_event(
     Ok(Event {
         change: SecretChange {
             key,
-            also: Vec::new(),
             event_type,
             event_id: optional_text(event, "event_id")?,
             origin: Some(Origin::new(AkeylessPlace)),
+            ..SecretChange::default()
         },
         kind,
     })

@@ -114,13 +114,18 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
                 source.rsplit_once("/vaults/").map(|(_, vault)| vault)
             })
             .map(str::to_owned);
-        notification.changes.push(change(
+        let mut change = change(
             name,
             also,
             Some(event_type),
             id,
             Some(Origin::new(AzureVault(vault))),
-        ));
+        );
+        // Event Grid ids are unique within their topic (the CloudEvents schema's source).
+        change.scope = text(event, "topic")
+            .or_else(|| text(event, "source"))
+            .map(str::to_owned);
+        notification.changes.push(change);
     }
     Ok(notification)
 }

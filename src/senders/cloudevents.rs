@@ -70,8 +70,13 @@ impl Notification {
             .and_then(Value::as_str)
             .filter(|s| !s.trim_start_matches('/').is_empty())
             .ok_or_else(|| shape(format!("event [{i}]: subject (the secret) is missing")))?;
-        self.changes
-            .push(change(subject, Vec::new(), Some(event_type), id, None));
+        let mut change = change(subject, Vec::new(), Some(event_type), id, None);
+        // CloudEvents makes an id unique only within its source.
+        change.scope = event
+            .get("source")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        self.changes.push(change);
         Ok(())
     }
 }

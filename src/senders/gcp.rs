@@ -126,13 +126,16 @@ pub fn parse(value: &Value) -> Result<Notification, PayloadError> {
             .map_err(|e| shape(format!("message.data is not base64: {e}")))?;
     }
     let (short, full, project) = gcp_names(secret);
-    notification.changes.push(change(
+    let mut change = change(
         &short,
         vec![full],
         Some(event_type),
         id,
         Some(Origin::new(GcpProject(project))),
-    ));
+    );
+    // Pub/Sub message ids are unique within their topic; the push names its subscription.
+    change.scope = text(value, "subscription").map(str::to_owned);
+    notification.changes.push(change);
     Ok(notification)
 }
 

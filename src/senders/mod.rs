@@ -117,7 +117,10 @@ impl Provider {
 
     /// Reads a body of this sender's.
     pub fn parse(self, body: &Value) -> Result<Notification, PayloadError> {
-        let notification = self.0.parse(body)?;
+        let mut notification = self.0.parse(body)?;
+        for change in &mut notification.changes {
+            change.sender = self.name();
+        }
         let says_nothing = notification.changes.is_empty()
             && notification.ignored.is_empty()
             && notification.reply.is_none()
@@ -200,6 +203,9 @@ impl Inbox {
             }
             let mut notification = Notification::default();
             notification.push_cloudevent(&event, 0)?;
+            for change in &mut notification.changes {
+                change.sender = Provider::CLOUDEVENTS.name();
+            }
             return Ok(Reading::Notification(notification));
         }
         let value = json(body);

@@ -52,6 +52,7 @@ pub fn change(
         event_type: event_type.map(str::to_owned),
         event_id,
         origin,
+        ..SecretChange::default()
     }
 }
 

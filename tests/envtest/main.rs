@@ -4,6 +4,7 @@
 mod akeyless;
 mod cluster_external_secrets;
 mod confirmation;
+mod dedupe;
 mod outage;
 mod rbac;
 mod refresh;

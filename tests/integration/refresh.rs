@@ -478,6 +478,35 @@ async fn a_redelivered_event_is_answered_as_a_duplicate_without_patching() {
 }
 
 #[tokio::test]
+async fn ids_are_unique_only_per_sender_and_per_cloudevents_source() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "db").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+    let cloudevent = |source: &str| {
+        json!({"specversion": "1.0", "id": "42", "source": source,
+            "type": "com.example.secret.updated", "subject": "/k"})
+    };
+    let mut patches = 0;
+    for (body, what) in [
+        (cloudevent("/a"), "the first event"),
+        (cloudevent("/b"), "id 42 from another source"),
+        (
+            json!({"event_id": "42", "event_type": "static-secret-updated", "item_name": "/k"}),
+            "id 42 from another sender",
+        ),
+    ] {
+        let (status, report) = app.webhook(&body).await;
+        assert_eq!(status, 200, "{what}: {report}");
+        assert_eq!(report["refreshed"][0]["name"], "db", "{what}: {report}");
+        patches += 1;
+        assert_eq!(api.patches().len(), patches, "{what}");
+    }
+    let (_, again) = app.webhook(&cloudevent("/b")).await;
+    assert_eq!(again["duplicates"], json!(["42"]), "a true re-delivery");
+    assert_eq!(api.patches().len(), patches);
+}
+
+#[tokio::test]
 async fn an_event_whose_patch_failed_is_applied_again_when_redelivered() {
     let api = FakeApiServer::start().await;
     api.apply(external_secret("a", "db").with_key("/k").build());
