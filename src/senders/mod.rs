@@ -154,7 +154,8 @@ pub fn json(body: &[u8]) -> Result<Value, PayloadError> {
 /// What a delivery says once read.
 #[derive(Debug)]
 pub enum Reading {
-    Notification(Notification),
+    /// Events, and the sender whose parser read them.
+    Notification(Notification, Provider),
     /// A handshake to answer as is (Event Grid's validation, an SNS confirmation).
     Reply(Value),
 }
@@ -200,7 +201,7 @@ impl Inbox {
             }
             let mut notification = Notification::default();
             notification.push_cloudevent(&event, 0)?;
-            return Ok(Reading::Notification(notification));
+            return Ok(Reading::Notification(notification, Provider::CLOUDEVENTS));
         }
         let value = json(body);
         let provider = route.unwrap_or_else(|| match &value {
@@ -229,7 +230,7 @@ impl Inbox {
                 "subscriptionConfirmation": "received; confirm it with the SubscribeURL, which is logged"
             })));
         }
-        Ok(Reading::Notification(notification))
+        Ok(Reading::Notification(notification, provider))
     }
 }
 

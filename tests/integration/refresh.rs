@@ -508,7 +508,7 @@ async fn concurrent_webhooks_for_one_external_secret_coalesce() {
         .collect();
     wait_for("all 20 events to arrive", || async {
         let metrics = app.get("/metrics").await.text().await.unwrap();
-        metrics.contains(r#"eso_refresher_events_total{event_type="static-secret-updated"} 20"#)
+        metrics.contains(r#"eso_refresher_events_total{sender="akeyless",event_type="static-secret-updated"} 20"#)
     })
     .await;
     assert_eq!(api.patches().len(), 1, "one patch in flight, the rest wait");
