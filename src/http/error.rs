@@ -215,3 +215,68 @@ pub async fn json_errors(
     }
     Ok(ServiceResponse::new(request, answer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, test, web};
+
+    #[actix_web::test]
+    async fn framework_errors_get_the_json_shape() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(json_errors))
+                .route(
+                    "/text",
+                    web::get().to(|| async {
+                        HttpResponse::BadGateway()
+                            .insert_header(("x-kept", "yes"))
+                            .body("upstream went away")
+                    }),
+                )
+                .route(
+                    "/empty",
+                    web::get().to(|| async { HttpResponse::InternalServerError().finish() }),
+                )
+                .route(
+                    "/ours",
+                    web::get().to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }),
+                )
+                .route("/fine", web::get().to(|| async { "fine" })),
+        )
+        .await;
+        let cases = [
+            ("/text", 502, "bad_gateway", "upstream went away"),
+            (
+                "/empty",
+                500,
+                "internal_server_error",
+                "Internal Server Error",
+            ),
+            ("/ours", 404, "not_found", "no route for this path"),
+        ];
+        for (path, status, code, message) in cases {
+            let request = test::TestRequest::get().uri(path).to_request();
+            let response = test::call_service(&app, request).await;
+            assert_eq!(response.status().as_u16(), status, "{path}");
+            let header = |name: &str| response.headers().get(name).cloned();
+            assert_eq!(
+                header("content-type").as_ref().map(|v| v.as_bytes()),
+                Some(&b"application/json"[..]),
+                "{path}"
+            );
+            if path == "/text" {
+                assert_eq!(
+                    header("x-kept").as_ref().map(|v| v.as_bytes()),
+                    Some(&b"yes"[..])
+                );
+            }
+            let body: serde_json::Value = test::read_body_json(response).await;
+            assert_eq!(body, json!({"error": code, "message": message}), "{path}");
+        }
+        let request = test::TestRequest::get().uri("/fine").to_request();
+        let body = test::call_and_read_body(&app, request).await;
+        assert_eq!(body, "fine");
+    }
+}

@@ -244,8 +244,12 @@ async fn gzip_and_deflate_bodies_are_decoded() {
 async fn a_gzip_bomb_gets_413_at_once() {
     let (api, app) = ready_app().await;
     // 50 MB of zeros, about 50 KB compressed: well under MAX_BODY_BYTES (1 MiB) as sent.
-    let bomb = compress("gzip", &vec![0u8; 50 * 1000 * 1000]);
+    let mut bomb = compress("gzip", &vec![0u8; 50 * 1000 * 1000]);
     assert!(bomb.len() < 100_000, "{}", bomb.len());
+    // Its trailer (checksum and size) spoiled: inflating it to the end would find it corrupt
+    // (400); inflating stops long before, at the limit.
+    let trailer = bomb.len() - 8;
+    bomb[trailer..].fill(0);
     let started = std::time::Instant::now();
     let response = app
         .http
@@ -264,7 +268,6 @@ async fn a_gzip_bomb_gets_413_at_once() {
         message.contains("decompressed body is larger than 1048576 bytes"),
         "{message}"
     );
-    // Inflating stops at the limit: the 50 MB are never produced.
     assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     assert!(api.patches().is_empty());
     let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;

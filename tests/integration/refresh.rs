@@ -345,6 +345,9 @@ async fn a_failed_patch_answers_503_so_the_sender_redelivers() {
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["refreshed"][0]["name"], "ok");
     assert_eq!(report["failed"][0]["name"], "broken");
+    // The report carries the fields of every error answer.
+    assert_eq!(report["error"], "patch_failed", "{report}");
+    assert_eq!(report["message"], "1 of the patches failed; retry later");
     assert!(
         report["failed"][0]["error"]
             .as_str()
