@@ -23,7 +23,7 @@ use crate::core::dedupe::SeenEvents;
 use crate::core::external_secret::IndexedSecret;
 use crate::core::index::SharedIndex;
 use crate::core::store::{Backend, StoreId};
-use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, routes};
+use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, json_errors, routes};
 use crate::http::{AskForClientCert, PeerCertificates, ca_verifier};
 use crate::refresher::Refresher;
 use crate::senders::{Inbox, read_store};
@@ -243,6 +243,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(server_state.clone())
+                .wrap(actix_web::middleware::from_fn(json_errors))
                 .wrap(actix_web::middleware::from_fn(count_requests))
                 .configure(routes)
         })

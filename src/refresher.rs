@@ -116,9 +116,6 @@ impl Refresher {
         if !self.index.is_ready() {
             return Err(NotSynced);
         }
-        for change in changes {
-            self.metrics.count_event(change.event_type.as_deref());
-        }
         let (mut fresh, mut repeated): (Vec<SecretChange>, Vec<SecretChange>) =
             changes.iter().cloned().partition(|change| {
                 !change

@@ -180,7 +180,8 @@ pub struct Settings {
     #[arg(long, env = "POD_NAMESPACE", default_value = "", value_parser = Setting(parse::text))]
     pod_namespace: std::option::Option<String>,
 
-    /// Largest webhook body accepted, in bytes; a larger one is answered 413.
+    /// Largest webhook body accepted, in bytes, as sent and decompressed; a larger one is
+    /// answered 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
         value_parser = Setting(|text| parse::positive(text, "a positive number of bytes")))]
     max_body_bytes: usize,

@@ -18,10 +18,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "externalSecrets": count,
             "secretStores": stores,
         }))
-    } else if index.is_synced() {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "watch failing"}))
     } else {
-        HttpResponse::ServiceUnavailable().json(json!({"status": "syncing"}))
+        // The fields of every error answer, beside the status probes have always read.
+        let (status, message) = if index.is_synced() {
+            ("watch failing", "the watch of the cluster is failing")
+        } else {
+            ("syncing", "the first sync with the cluster is not done")
+        };
+        HttpResponse::ServiceUnavailable().json(json!({
+            "status": status,
+            "error": "not_ready",
+            "message": message,
+        }))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, shared state, and error mapping.
 
 mod auth;
+mod encoding;
 mod error;
 mod health;
 mod openapi;
@@ -11,7 +12,7 @@ use actix_web::{HttpResponse, web};
 
 pub use auth::client_cert::{AskForClientCert, PeerCertificates, ca_verifier};
 pub use auth::{Authenticator, Caller, Rejection};
-pub use error::ApiError;
+pub use error::{ApiError, json_errors};
 pub use throttle::AuthThrottle;
 
 use std::sync::Arc;
@@ -102,7 +103,8 @@ async fn openapi() -> HttpResponse {
         .body(openapi::document())
 }
 
-/// Counts every request by route pattern (never the raw path), method and status.
+/// Counts every request by route pattern (never the raw path), method and status, and times
+/// it by route pattern.
 pub async fn count_requests(
     request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -118,8 +120,16 @@ pub async fn count_requests(
         _ => "other",
     }
     .to_owned();
+    let started = std::time::Instant::now();
     let response = next.call(request).await?;
     if let Some(metrics) = metrics {
+        let timed = crate::telemetry::metrics::RouteLabels {
+            route: route.clone(),
+        };
+        metrics
+            .http_request_duration
+            .get_or_create(&timed)
+            .observe(started.elapsed().as_secs_f64());
         let labels = crate::telemetry::metrics::RequestLabels {
             route,
             method,

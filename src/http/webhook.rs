@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use super::AppState;
 use super::auth::{BeforeBody, Refusal};
+use super::encoding;
 use super::error::{ApiError, RETRY_AFTER_SECONDS};
 use crate::refresher::RefreshReport;
 use crate::senders::Provider;
@@ -80,12 +81,18 @@ fn respond(outcome: Result<Answer, ApiError>) -> HttpResponse {
                 "webhook handled"
             );
             if applied {
-                HttpResponse::Ok().json(report)
-            } else {
-                HttpResponse::ServiceUnavailable()
-                    .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS))
-                    .json(report)
+                return HttpResponse::Ok().json(report);
             }
+            // The report, with the fields every error answer has.
+            let mut body = serde_json::to_value(&report).unwrap_or_default();
+            if let Some(fields) = body.as_object_mut() {
+                fields.insert("error".to_owned(), "patch_failed".into());
+                let message = format!("{} of the patches failed; retry later", report.failed.len());
+                fields.insert("message".to_owned(), message.into());
+            }
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS))
+                .json(body)
         }
         Err(error) => {
             let status = error.status_code().as_u16();
@@ -99,6 +106,10 @@ fn respond(outcome: Result<Answer, ApiError>) -> HttpResponse {
 /// caller cannot make the server buffer anything; a body is read without them only when the
 /// route accepts a body signature and the request carries one, and the signature is checked
 /// before the body is parsed. The Content-Type header is not insisted on.
+///
+/// A body's Content-Encoding is checked before it is read (415 for one not decoded), and the
+/// body decoded after the signature check: a signature is of the bytes as sent (compressed,
+/// when they are), and the decoded body is limited like the raw one.
 async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
@@ -134,6 +145,7 @@ async fn handle(
         .before_body(request, route)
         .await
         .map_err(refused)?;
+    let coding = encoding::coding_of(request)?;
     let limit = state.max_body_bytes;
     let body = tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(limit))
         .await
@@ -147,6 +159,7 @@ async fn handle(
             .with_body(request, &body, route, so_far)
             .map_err(refused)?,
     };
+    let body = encoding::decoded(coding, body, limit).await?;
     let header = |name: &str| {
         request
             .headers()
@@ -154,9 +167,9 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let notification = match state.inbox.read(provider, header, &body).await? {
+    let (notification, sender) = match state.inbox.read(provider, header, &body).await? {
         Reading::Reply(reply) => return Ok(Answer::Reply(reply)),
-        Reading::Notification(notification) => notification,
+        Reading::Notification(notification, sender) => (notification, sender),
     };
     let count = notification.changes.len() + notification.ignored.len();
     if count > state.max_events {
@@ -164,6 +177,14 @@ async fn handle(
             count,
             limit: state.max_events,
         });
+    }
+    // Counted as they arrive (before patching), unless they are to be re-delivered because
+    // the cache is not ready.
+    if state.refresher.index.is_ready() {
+        for change in &notification.changes {
+            let event_type = change.event_type.as_deref();
+            state.metrics.count_event(sender.name(), event_type);
+        }
     }
     let mut report = if notification.changes.is_empty() {
         RefreshReport::default()

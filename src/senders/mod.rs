@@ -157,7 +157,8 @@ pub fn json(body: &[u8]) -> Result<Value, PayloadError> {
 /// What a delivery says once read.
 #[derive(Debug)]
 pub enum Reading {
-    Notification(Notification),
+    /// Events, and the sender whose parser read them.
+    Notification(Notification, Provider),
     /// A handshake to answer as is (Event Grid's validation, an SNS confirmation).
     Reply(Value),
 }
@@ -206,7 +207,7 @@ impl Inbox {
             for change in &mut notification.changes {
                 change.sender = Provider::CLOUDEVENTS.name();
             }
-            return Ok(Reading::Notification(notification));
+            return Ok(Reading::Notification(notification, Provider::CLOUDEVENTS));
         }
         let value = json(body);
         let provider = route.unwrap_or_else(|| match &value {
@@ -235,7 +236,7 @@ impl Inbox {
                 "subscriptionConfirmation": "received; confirm it with the SubscribeURL, which is logged"
             })));
         }
-        Ok(Reading::Notification(notification))
+        Ok(Reading::Notification(notification, provider))
     }
 }
 

@@ -1,6 +1,9 @@
-//! Prometheus metrics, served in OpenMetrics text at `GET /metrics`.
+//! Prometheus metrics, served in OpenMetrics text at `GET /metrics`: the service's own (prefix
+//! `eso_refresher_`) and the standard process metrics (`process_`).
 
-use std::collections::HashSet;
+mod process;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,8 +22,21 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The matched route pattern (`/webhook/{provider}`), never the raw path.
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
+    /// The sender whose parser read the event (`akeyless`, `aws`, ...): one of a fixed list.
+    pub sender: &'static str,
     pub event_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,13 +59,21 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
-/// Distinct event types kept as label values; more would let a sender grow the series
-/// without bound, so further ones are counted as "other".
+/// Distinct event types kept as label values per sender; more would let a sender grow the
+/// series without bound, so further ones are counted as "other".
 const MAX_EVENT_TYPES: usize = 32;
+
+/// Request durations: 1 ms to about 33 s (a webhook patches for 20 s at most).
+fn request_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
+    pub http_request_duration: DurationFamily,
     pub auth_failures: Counter,
     pub throttled_requests: Counter,
     pub events: Family<EventLabels, Counter>,
@@ -63,14 +88,15 @@ pub struct Metrics {
     pub watch_errors: Counter,
     pub cache_buster_pending: Gauge,
     pub confirmations: Family<OutcomeLabels, Counter>,
-    event_types: Mutex<HashSet<String>>,
+    event_types: Mutex<HashMap<&'static str, HashSet<String>>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut metrics = Metrics {
-            registry: Registry::with_prefix("eso_refresher"),
+            registry: Registry::default(),
             http_requests: Family::default(),
+            http_request_duration: Family::new_with_constructor(request_duration_histogram),
             auth_failures: Counter::default(),
             throttled_requests: Counter::default(),
             events: Family::default(),
@@ -95,11 +121,26 @@ impl Default for Metrics {
 
 impl Metrics {
     fn register(&mut self) {
-        let r = &mut self.registry;
+        self.registry
+            .sub_registry_with_prefix("process")
+            .register_collector(Box::new(process::ProcessCollector));
+        let r = self.registry.sub_registry_with_prefix("eso_refresher");
+        r.register(
+            "build",
+            "The running version",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
         r.register(
             "http_requests",
             "HTTP requests by route, method and status",
             self.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route",
+            self.http_request_duration.clone(),
         );
         r.register(
             "auth_failures",
@@ -113,7 +154,7 @@ impl Metrics {
         );
         r.register(
             "events",
-            "Change events received, by type",
+            "Change events received, by sender and type",
             self.events.clone(),
         );
         r.register(
@@ -169,15 +210,19 @@ impl Metrics {
         );
     }
 
-    /// Counts an event under its type, or "other" once enough distinct types were seen.
-    pub fn count_event(&self, event_type: Option<&str>) {
+    /// Counts an event of `sender`'s under its type, or "other" once enough distinct types
+    /// were seen from that sender.
+    pub fn count_event(&self, sender: &'static str, event_type: Option<&str>) {
         let event_type = event_type.unwrap_or("unknown");
+        // Dotted and slashed names are common (`Microsoft.KeyVault.SecretNewVersionCreated`,
+        // `kv-v2/data-write`); anything else is not a type name.
         let plausible = event_type.len() <= 64
             && event_type
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b));
         let label = {
             let mut seen = self.event_types.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = seen.entry(sender).or_default();
             if plausible && (seen.contains(event_type) || seen.len() < MAX_EVENT_TYPES) {
                 seen.insert(event_type.to_owned());
                 event_type
@@ -187,6 +232,7 @@ impl Metrics {
         };
         self.events
             .get_or_create(&EventLabels {
+                sender,
                 event_type: label.to_owned(),
             })
             .inc();
@@ -210,32 +256,81 @@ mod tests {
     fn encodes_openmetrics_text() {
         let metrics = Metrics::default();
         metrics.patch_retries.inc();
-        metrics.count_event(Some("static-secret-updated"));
+        metrics.count_event("akeyless", Some("static-secret-updated"));
+        metrics
+            .http_request_duration
+            .get_or_create(&RouteLabels {
+                route: "/webhook/{provider}".to_owned(),
+            })
+            .observe(0.003);
         let text = metrics.encode();
-        assert!(
-            text.contains("eso_refresher_patch_retries_total 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"eso_refresher_events_total{event_type="static-secret-updated"} 1"#),
-            "{text}"
-        );
+        for expected in [
+            "eso_refresher_patch_retries_total 1",
+            r#"eso_refresher_events_total{sender="akeyless",event_type="static-secret-updated"} 1"#,
+            r#"eso_refresher_http_request_duration_seconds_bucket{le="0.004",route="/webhook/{provider}"} 1"#,
+            r#"eso_refresher_http_request_duration_seconds_count{route="/webhook/{provider}"} 1"#,
+            concat!(
+                r#"eso_refresher_build_info{version=""#,
+                env!("CARGO_PKG_VERSION"),
+                r#""} 1"#
+            ),
+        ] {
+            assert!(text.contains(expected), "missing {expected}:\n{text}");
+        }
         assert!(text.ends_with("# EOF\n"));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn event_type_labels_are_bounded() {
+    fn process_metrics_have_the_standard_names() {
+        let text = Metrics::default().encode();
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_start_time_seconds ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_threads ",
+        ] {
+            assert!(
+                text.lines().any(|line| line.starts_with(name)),
+                "missing {name}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_type_labels_are_bounded_per_sender() {
         let metrics = Metrics::default();
         for i in 0..100 {
-            metrics.count_event(Some(&format!("type-{i}")));
+            metrics.count_event("cloudevents", Some(&format!("com.example.type-{i}")));
         }
-        metrics.count_event(Some("bad type with spaces"));
+        metrics.count_event("cloudevents", Some("bad type with spaces"));
+        // Another sender's types are not crowded out.
+        metrics.count_event("vault", Some("kv-v2/data-write"));
+        metrics.count_event("vault", None);
         let text = metrics.encode();
-        let series = text
-            .lines()
-            .filter(|l| l.starts_with("eso_refresher_events_total{"))
-            .count();
-        assert_eq!(series, MAX_EVENT_TYPES + 1, "{text}");
-        assert!(text.contains(r#"event_type="other"} 69"#), "{text}");
+        let series = |sender: &str| {
+            let prefix = format!(r#"eso_refresher_events_total{{sender="{sender}","#);
+            text.lines().filter(|l| l.starts_with(&prefix)).count()
+        };
+        assert_eq!(series("cloudevents"), MAX_EVENT_TYPES + 1, "{text}");
+        assert!(
+            text.contains(r#"{sender="cloudevents",event_type="other"} 69"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{sender="cloudevents",event_type="com.example.type-0"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{sender="vault",event_type="kv-v2/data-write"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{sender="vault",event_type="unknown"} 1"#),
+            "{text}"
+        );
     }
 }

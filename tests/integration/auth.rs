@@ -264,13 +264,15 @@ fn hmac_signed(
     request: reqwest::RequestBuilder,
     secret: &str,
     timestamp: u64,
-    body: &str,
+    body: &(impl AsRef<[u8]> + ?Sized),
 ) -> reqwest::RequestBuilder {
-    let signature = hex_hmac(secret, format!("{timestamp}.{body}").as_bytes());
+    let mut message = format!("{timestamp}.").into_bytes();
+    message.extend_from_slice(body.as_ref());
+    let signature = hex_hmac(secret, &message);
     request
         .header("X-Signature", format!("sha256={signature}"))
         .header("X-Signature-Timestamp", timestamp.to_string())
-        .body(body.to_owned())
+        .body(body.as_ref().to_vec())
 }
 
 #[tokio::test]
@@ -287,6 +289,22 @@ async fn hmac_signatures_within_the_replay_window() {
         let request = hmac_signed(app.http.post(&url), secret, now, &body);
         expect(&api, request, 200, secret).await;
     }
+    // A compressed body is signed as sent: the signature is of the compressed bytes, checked
+    // before anything is decoded.
+    let gzipped = compress("gzip", body.as_bytes());
+    let gzip_signed_over = |signed: &[u8]| {
+        hmac_signed(app.http.post(&url), "hmac-new", now, signed)
+            .header("Content-Encoding", "gzip")
+            .body(gzipped.clone())
+    };
+    expect(&api, gzip_signed_over(&gzipped), 200, "gzip, as sent").await;
+    expect(
+        &api,
+        gzip_signed_over(body.as_bytes()),
+        401,
+        "gzip, decoded",
+    )
+    .await;
     let tampered = hmac_signed(app.http.post(&url), "hmac-new", now, &body)
         .body(json!({"keys": ["/prod/db", "/prod/other"]}).to_string());
     for (request, what) in [

@@ -189,7 +189,12 @@ async fn not_ready_until_the_first_list_succeeds() {
     config.watch_namespaces = vec!["a".into()];
     let app = spawn_app(config, Source::Cluster(api.client())).await;
 
-    assert_eq!(app.get("/readyz").await.status(), 503);
+    let readiness = app.get("/readyz").await;
+    assert_eq!(readiness.status(), 503);
+    let body: serde_json::Value = readiness.json().await.unwrap();
+    assert_eq!(body["status"], "syncing", "{body}");
+    assert_eq!(body["error"], "not_ready", "{body}");
+    assert!(body["message"].is_string(), "{body}");
     let response = app.post_webhook(akeyless_events(&["/k"]).to_string()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");

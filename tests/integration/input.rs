@@ -133,6 +133,177 @@ async fn other_routes_and_methods() {
     assert_eq!(body["error"], "not_found");
 }
 
+/// The JSON error body of a response: `{"error": <code>, "message": <text>}`, sent as JSON.
+async fn error_body(response: reqwest::Response) -> (String, String) {
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/json", "{}", response.url());
+    let body: Value = response.json().await.unwrap();
+    let field = |name: &str| {
+        body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned()
+    };
+    (field("error"), field("message"))
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_get_json_errors() {
+    let (_api, app) = ready_app().await;
+    for (method, path) in [
+        ("GET", "/nope"),
+        ("POST", "/nope"),
+        ("DELETE", "/webhook/aws/more"),
+        ("POST", "/webhook/nonesuch"),
+    ] {
+        let request = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.url));
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        let (error, _) = error_body(response).await;
+        assert_eq!(error, "not_found", "{method} {path}");
+    }
+    for (method, path, allowed) in [
+        ("GET", "/webhook", "POST"),
+        ("PUT", "/webhook", "POST"),
+        ("GET", "/webhook/aws", "POST, OPTIONS"),
+        ("DELETE", "/webhook/generic", "POST, OPTIONS"),
+        ("POST", "/healthz", "GET"),
+        ("POST", "/readyz", "GET"),
+        ("PATCH", "/metrics", "GET"),
+        ("POST", "/openapi.json", "GET"),
+    ] {
+        let request = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.url));
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert_eq!(allow, allowed, "{method} {path}");
+        let (error, message) = error_body(response).await;
+        assert_eq!(error, "method_not_allowed", "{method} {path}");
+        assert!(
+            message.contains(method) && message.contains(allowed),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gzip_and_deflate_bodies_are_decoded() {
+    let (api, app) = ready_app().await;
+    let cases = [
+        ("gzip", "gzip"),
+        ("x-gzip", "gzip"),
+        ("GZIP", "gzip"),
+        ("deflate", "deflate"),
+        ("deflate", "raw-deflate"),
+        ("identity", "identity"),
+    ];
+    for (header, coding) in cases {
+        let body = akeyless_events(&["/k"]).to_string().into_bytes();
+        let body = if coding == "identity" {
+            body
+        } else {
+            compress(coding, &body)
+        };
+        let request = app
+            .http
+            .post(format!("{}/webhook", app.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("Content-Encoding", header)
+            .body(body);
+        let (status, report) = send(request).await;
+        assert_eq!(status, 200, "{header} ({coding}): {report}");
+        assert_eq!(refreshed(&report), ["a/s"], "{header} ({coding})");
+    }
+    assert_eq!(api.patches().len(), cases.len());
+
+    // A body that is not what its header says is a bad request.
+    let response = app
+        .http
+        .post(format!("{}/webhook", app.url))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Content-Encoding", "gzip")
+        .body(akeyless_events(&["/k"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let (error, message) = error_body(response).await;
+    assert_eq!(error, "bad_request");
+    assert!(message.contains("gzip"), "{message}");
+    assert_eq!(api.patches().len(), cases.len());
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_gets_413_at_once() {
+    let (api, app) = ready_app().await;
+    // 50 MB of zeros, about 50 KB compressed: well under MAX_BODY_BYTES (1 MiB) as sent.
+    let mut bomb = compress("gzip", &vec![0u8; 50 * 1000 * 1000]);
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    // Its trailer (checksum and size) spoiled: inflating it to the end would find it corrupt
+    // (400); inflating stops long before, at the limit.
+    let trailer = bomb.len() - 8;
+    bomb[trailer..].fill(0);
+    let started = std::time::Instant::now();
+    let response = app
+        .http
+        .post(format!("{}/webhook", app.url))
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Content-Encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(response.status(), 413);
+    let (error, message) = error_body(response).await;
+    assert_eq!(error, "payload_too_large");
+    assert!(
+        message.contains("decompressed body is larger than 1048576 bytes"),
+        "{message}"
+    );
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    assert!(api.patches().is_empty());
+    let (status, _) = app.webhook(&akeyless_events(&["/k"])).await;
+    assert_eq!(status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn other_encodings_get_415_after_authentication() {
+    let (api, app) = ready_app().await;
+    let url = format!("{}/webhook", app.url);
+    for coding in ["br", "zstd", "compress", "gzip, gzip"] {
+        let request = app
+            .http
+            .post(&url)
+            .basic_auth(USER, Some(PASSWORD))
+            .header("Content-Encoding", coding)
+            .body(akeyless_events(&["/k"]).to_string());
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415, "{coding}");
+        assert_eq!(response.headers()["accept-encoding"], "gzip, deflate");
+        let (error, message) = error_body(response).await;
+        assert_eq!(error, "unsupported_encoding");
+        assert!(message.contains(coding), "{message}");
+    }
+    // Without credentials the encoding is not even looked at.
+    let (status, _) = send(
+        app.http
+            .post(&url)
+            .header("Content-Encoding", "br")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(api.patches().is_empty());
+}
+
 #[tokio::test]
 async fn the_openapi_description_lists_exactly_the_served_routes() {
     let (_api, app) = ready_app().await;

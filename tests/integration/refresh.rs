@@ -345,6 +345,9 @@ async fn a_failed_patch_answers_503_so_the_sender_redelivers() {
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["refreshed"][0]["name"], "ok");
     assert_eq!(report["failed"][0]["name"], "broken");
+    // The report carries the fields of every error answer.
+    assert_eq!(report["error"], "patch_failed", "{report}");
+    assert_eq!(report["message"], "1 of the patches failed; retry later");
     assert!(
         report["failed"][0]["error"]
             .as_str()
@@ -537,7 +540,7 @@ async fn concurrent_webhooks_for_one_external_secret_coalesce() {
         .collect();
     wait_for("all 20 events to arrive", || async {
         let metrics = app.get("/metrics").await.text().await.unwrap();
-        metrics.contains(r#"eso_refresher_events_total{event_type="static-secret-updated"} 20"#)
+        metrics.contains(r#"eso_refresher_events_total{sender="akeyless",event_type="static-secret-updated"} 20"#)
     })
     .await;
     assert_eq!(api.patches().len(), 1, "one patch in flight, the rest wait");

@@ -309,7 +309,7 @@ async fn metrics_describe_what_happened() {
     let metrics = response.text().await.unwrap();
     for expected in [
         r#"eso_refresher_http_requests_total{route="/webhook",method="POST",status="200"} 1"#,
-        r#"eso_refresher_events_total{event_type="static-secret-updated"} 2"#,
+        r#"eso_refresher_events_total{sender="akeyless",event_type="static-secret-updated"} 2"#,
         "eso_refresher_external_secrets_matched_total 2",
         r#"eso_refresher_patches_total{kind="ExternalSecret"} 1"#,
         r#"eso_refresher_external_secrets_skipped_total{reason="created_once"} 1"#,
@@ -320,6 +320,76 @@ async fn metrics_describe_what_happened() {
     ] {
         assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
     }
+}
+
+#[tokio::test]
+async fn metrics_name_the_sender_time_each_route_and_describe_the_process() {
+    let api = FakeApiServer::start().await;
+    api.apply(external_secret("a", "s").with_key("/k").build());
+    let app = spawn_ready(&api, config()).await;
+    let cloudevent = |id: &str| {
+        json!({"specversion": "1.0", "id": id, "type": "com.example.secret.updated",
+               "source": "ci", "subject": "/k"})
+    };
+    // `POST /webhook` recognizes a CloudEvent by its shape, its own route names it.
+    for (path, body) in [
+        ("/webhook", cloudevent("c-1")),
+        ("/webhook/cloudevents", cloudevent("c-2")),
+        ("/webhook/generic", json!({"keys": ["/k"]})),
+        ("/webhook", akeyless_events(&["/k"])),
+    ] {
+        let request = app
+            .http
+            .post(format!("{}{path}", app.url))
+            .basic_auth(USER, Some(PASSWORD))
+            .body(body.to_string());
+        let (status, report) = send(request).await;
+        assert_eq!(status, 200, "{path}: {report}");
+    }
+    assert_eq!(app.get("/no/such/path").await.status(), 404);
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for expected in [
+        r#"eso_refresher_events_total{sender="cloudevents",event_type="com.example.secret.updated"} 2"#,
+        r#"eso_refresher_events_total{sender="generic",event_type="generic"} 1"#,
+        r#"eso_refresher_events_total{sender="akeyless",event_type="static-secret-updated"} 1"#,
+        r#"eso_refresher_http_request_duration_seconds_count{route="/webhook"} 2"#,
+        r#"eso_refresher_http_request_duration_seconds_count{route="/webhook/{provider}"} 2"#,
+        r#"eso_refresher_http_request_duration_seconds_bucket{le="+Inf",route="/webhook"} 2"#,
+        r#"eso_refresher_http_request_duration_seconds_count{route="unmatched"} 1"#,
+        concat!(
+            r#"eso_refresher_build_info{version=""#,
+            env!("CARGO_PKG_VERSION"),
+            r#""} 1"#
+        ),
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
+    }
+    // Route labels are patterns: no raw path becomes a series.
+    for raw in ["/webhook/cloudevents", "/webhook/generic", "/no/such/path"] {
+        assert!(!metrics.contains(raw), "{raw} is a label:\n{metrics}");
+    }
+
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}:\n{metrics}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(
+        started <= now && started > now - 3600.0,
+        "{started} vs {now}"
+    );
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(value("process_resident_memory_bytes") > f64::from(1 << 20));
+    assert!(value("process_open_fds") >= 3.0);
+    assert!(value("process_max_fds") >= value("process_open_fds"));
+    assert!(value("process_threads") >= 1.0);
 }
 
 #[tokio::test]

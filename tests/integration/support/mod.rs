@@ -309,3 +309,28 @@ pub fn eso_example(file: &str, namespace: &str) -> Value {
     object["metadata"]["namespace"] = json!(namespace);
     object
 }
+
+/// `data` compressed as a `Content-Encoding` names it: `gzip`, `deflate` (the zlib format),
+/// or `raw-deflate` (bare DEFLATE, which some clients send as `deflate`).
+pub fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
+    use flate2::Compression;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use std::io::Write;
+    let level = Compression::default();
+    let compressed = match coding {
+        "gzip" => {
+            let mut encoder = GzEncoder::new(Vec::new(), level);
+            encoder.write_all(data).and_then(|()| encoder.finish())
+        }
+        "deflate" => {
+            let mut encoder = ZlibEncoder::new(Vec::new(), level);
+            encoder.write_all(data).and_then(|()| encoder.finish())
+        }
+        "raw-deflate" => {
+            let mut encoder = DeflateEncoder::new(Vec::new(), level);
+            encoder.write_all(data).and_then(|()| encoder.finish())
+        }
+        other => panic!("no such coding here: {other}"),
+    };
+    compressed.expect("compressing in memory")
+}
