@@ -4,6 +4,7 @@
 mod cluster_external_secrets;
 mod confirmation;
 mod outage;
+mod preview;
 mod rbac;
 mod refresh;
 mod support;
