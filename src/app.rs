@@ -20,9 +20,7 @@ use crate::cluster::patcher::{ClusterPatcher, Destination, Patcher};
 use crate::cluster::watch as cluster;
 use crate::config::{Config, TlsFiles};
 use crate::core::dedupe::SeenEvents;
-use crate::core::external_secret::IndexedSecret;
 use crate::core::index::SharedIndex;
-use crate::core::store::{Backend, StoreId};
 use crate::http::{AppState, AuthThrottle, Authenticator, count_requests, json_errors, routes};
 use crate::http::{AskForClientCert, PeerCertificates, ca_verifier};
 use crate::refresher::Refresher;
@@ -129,7 +127,8 @@ fn keep_client_certificates(connection: &dyn std::any::Any, data: &mut actix_web
 pub enum Source {
     /// A live cluster, watched; patches are sent to it.
     Cluster(kube::Client),
-    /// Manifest files; patches are only reported.
+    /// Manifest files (a file, a directory, or `-` for standard input); patches are only
+    /// reported, and no event is de-duplicated.
     Manifests(PathBuf),
 }
 
@@ -151,26 +150,14 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let (patcher, watch, events_client) = match source {
-            Source::Manifests(dir) => {
-                let objects = manifests::load_dir(&dir)?;
-                index.write(|index| {
-                    let stores = objects
-                        .iter()
-                        .filter(|o| manifests::is_store(o))
-                        .filter_map(|o| {
-                            Some((StoreId::of(o)?, Backend::from_object(o, read_store)))
-                        });
-                    stores.for_each(|(id, backend)| index.apply_store(id, backend));
-                    let secrets = objects
-                        .iter()
-                        .filter(|o| manifests::kind_is(o, "ExternalSecret"));
-                    index.reset(None, secrets.filter_map(IndexedSecret::read_logged));
-                });
+            Source::Manifests(path) => {
+                let objects = manifests::load(&path)?;
+                index.write(|index| objects.fill(index, read_store));
                 index.mark_synced();
                 tracing::info!(
-                    dir = %dir.display(),
+                    path = %path.display(),
                     count = index.read(|i| i.len()),
-                    "serving ExternalSecrets from manifests (dry run: nothing is patched)"
+                    "serving ExternalSecrets from manifests (dry run: nothing is patched, nothing is de-duplicated)"
                 );
                 (Destination::DryRun, None, None)
             }
@@ -208,12 +195,18 @@ impl Application {
             Some(settings) => Some(ca_verifier(&settings.ca_file).map_err(Error::Tls)?),
             None => None,
         };
+        let dry_run = matches!(patcher, Destination::DryRun);
         let state = web::Data::new(AppState {
             auth: Authenticator::new(&config.auth, client_cas.clone()),
             throttle: AuthThrottle::new(config.auth_failures_per_minute),
             refresher: Refresher {
                 index: index.clone(),
-                seen: SeenEvents::new(config.dedupe_window),
+                // A dry run is for trying events, the same one as often as wanted.
+                seen: SeenEvents::new(if dry_run {
+                    Duration::ZERO
+                } else {
+                    config.dedupe_window
+                }),
                 patcher: Patcher::new(patcher, metrics.clone()),
                 cache_buster: config
                     .cache_buster

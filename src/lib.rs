@@ -5,13 +5,15 @@
 //! of every ExternalSecret's remote keys ([`core`]) that a watch keeps current ([`cluster`]),
 //! and each match is refreshed by a merge patch of its annotations ([`cluster::patcher`]).
 //! [`http`] is the way in, [`config`] the settings, [`telemetry`] logs and metrics; [`app`]
-//! wires them together and [`refresher`] is one webhook's work.
+//! wires them together and [`refresher`] is one webhook's work. [`preview`] says what an event
+//! would refresh, without refreshing anything.
 
 pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod preview;
 pub mod refresher;
 pub mod senders;
 pub mod telemetry;
@@ -54,13 +56,14 @@ mod layers {
     use std::path::Path;
 
     /// Ingress (`http`, `senders`) → `core` ← `cluster`; `app` wires everything.
-    const MAY_USE: [(&str, &[&str]); 7] = [
+    const MAY_USE: [(&str, &[&str]); 8] = [
         ("core", &[]),
         ("senders", &["core"]),
         ("cluster", &["core", "telemetry"]),
         ("config", &["core", "senders"]),
         ("telemetry", &["config"]),
         ("refresher", &["cluster", "core", "telemetry"]),
+        ("preview", &["cluster", "core", "senders"]),
         (
             "http",
             &["config", "core", "refresher", "senders", "telemetry"],

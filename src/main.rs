@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use eso_refresher::app::{Application, Source};
 use eso_refresher::cluster::rbac;
 use eso_refresher::config::{self, Config};
+use eso_refresher::preview;
 use eso_refresher::telemetry;
 
 /// Refreshes Kubernetes ExternalSecrets the moment a secret manager announces a change.
@@ -16,9 +17,11 @@ use eso_refresher::telemetry;
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Read ExternalSecrets from the manifest files in DIR instead of a cluster, and answer
-    /// webhooks with the patches that would be made (nothing is patched).
-    #[arg(long, value_name = "DIR")]
+    /// Read ExternalSecrets (and stores) from PATH instead of a cluster: a file, a directory's
+    /// .yaml, .yml and .json files, or - for standard input; YAML documents, JSON and lists
+    /// (kubectl get -o yaml) alike. Webhooks are answered with the patches that would be made:
+    /// nothing is patched, and no event is de-duplicated.
+    #[arg(long, value_name = "PATH")]
     manifests: Option<PathBuf>,
 
     #[command(flatten)]
@@ -30,6 +33,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Say which ExternalSecrets an event would refresh, and why (the changed key, the store,
+    /// the rule), without refreshing anything: read from the cluster (one list each of
+    /// ExternalSecrets, SecretStores and ClusterSecretStores; no watch, no write) or from
+    /// manifest files.
+    Preview(preview::PreviewArgs),
     /// Print the least-privilege RBAC for the configured scope, as YAML for kubectl apply.
     Rbac {
         /// Namespaces to watch; empty for the whole cluster (a ClusterRole).
@@ -74,6 +82,20 @@ async fn main() -> ExitCode {
             }
             Err(error) => {
                 eprintln!("eso-refresher: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Preview(args)) = &cli.command {
+        // Warnings (an ExternalSecret only partly understood) on stderr, beside the answer.
+        telemetry::init(config::LogFormat::Text);
+        return match preview::run(args).await {
+            Ok(answer) => {
+                print!("{}", answer.render(args.output));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("eso-refresher preview: {error}");
                 ExitCode::FAILURE
             }
         };

@@ -14,6 +14,12 @@ use crate::core::store::StoreId;
 /// An ExternalSecret with this annotation set to "true" is never refreshed by webhooks.
 pub const IGNORE_ANNOTATION: &str = "eso-refresher/ignore";
 
+/// Why a `dataFrom[].find` rule can never match a change event: it selects by tags only, or
+/// its regular expression does not compile. The `reason` of the unmatchable-rules metric.
+pub const TAGS_ONLY: &str = "tags_only";
+pub const INVALID_REGEXP: &str = "invalid_regexp";
+pub const UNMATCHABLE: [&str; 2] = [TAGS_ONLY, INVALID_REGEXP];
+
 /// Namespace and name of an ExternalSecret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SecretId {
@@ -112,6 +118,8 @@ pub struct IndexedSecret {
     pub parent: Option<String>,
     /// What could not be understood in the object (reported, never fatal).
     pub problems: Vec<String>,
+    /// One of [`UNMATCHABLE`] for each `dataFrom[].find` rule no change event can match.
+    pub unmatchable: Vec<&'static str>,
     /// What ESO last did with the object, for following a refresh until ESO applies it.
     pub sync: SyncState,
 }
@@ -398,6 +406,7 @@ impl IndexedSecret {
             );
         }
         let mut finds = Vec::new();
+        let mut unmatchable = Vec::new();
         for (i, entry) in spec.data_from.iter().flatten().enumerate() {
             let Ok(store) = store_of(entry.source_ref.as_ref(), true) else {
                 continue;
@@ -417,6 +426,7 @@ impl IndexedSecret {
                 Ok(name) => name,
                 Err(e) => {
                     problems.push(format!("dataFrom[{i}].find.name.regexp is invalid: {e}"));
+                    unmatchable.push(INVALID_REGEXP);
                     continue;
                 }
             };
@@ -424,6 +434,7 @@ impl IndexedSecret {
                 problems.push(format!(
                     "dataFrom[{i}].find selects by tags only: a change event cannot be matched to it"
                 ));
+                unmatchable.push(TAGS_ONLY);
                 continue;
             }
             finds.push(FindRule {
@@ -443,6 +454,7 @@ impl IndexedSecret {
             ),
             parent,
             problems,
+            unmatchable,
             sync: SyncState::default(),
         }
     }
@@ -464,6 +476,7 @@ impl IndexedSecret {
             skip_reason: None,
             parent: None,
             problems: Vec::new(),
+            unmatchable: Vec::new(),
             sync: SyncState::default(),
         }
     }
@@ -678,6 +691,7 @@ pub(crate) mod tests {
         assert_eq!(secret.problems.len(), 2, "{:?}", secret.problems);
         assert!(secret.problems[0].contains("dataFrom[0].find.name.regexp is invalid"));
         assert!(secret.problems[1].contains("tags only"));
+        assert_eq!(secret.unmatchable, [INVALID_REGEXP, TAGS_ONLY]);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct RefreshIndex {
     stores: HashMap<StoreId, Backend>,
     /// Store → the ExternalSecrets that read from it.
     readers: HashMap<StoreId, HashSet<SecretId>>,
+    /// How many `dataFrom[].find` rules no change event can match, by reason.
+    unmatchable: BTreeMap<&'static str, usize>,
 }
 
 impl RefreshIndex {
@@ -46,6 +48,12 @@ impl RefreshIndex {
 
     pub fn store_count(&self) -> usize {
         self.stores.len()
+    }
+
+    /// How many `dataFrom[].find` rules of the indexed ExternalSecrets no change event can
+    /// match, for one of [`crate::core::external_secret::UNMATCHABLE`].
+    pub fn unmatchable_rules(&self, reason: &str) -> usize {
+        self.unmatchable.get(reason).copied().unwrap_or(0)
     }
 
     /// Adds an ExternalSecret or replaces the one with the same namespace and name.
@@ -89,6 +97,9 @@ impl RefreshIndex {
                 .or_default()
                 .insert(secret.id.clone());
         }
+        for reason in &secret.unmatchable {
+            *self.unmatchable.entry(reason).or_default() += 1;
+        }
         self.secrets.insert(secret.id.clone(), secret);
     }
 
@@ -96,6 +107,14 @@ impl RefreshIndex {
         let Some(old) = self.secrets.remove(id) else {
             return;
         };
+        for reason in &old.unmatchable {
+            if let Some(count) = self.unmatchable.get_mut(reason) {
+                *count -= 1;
+                if *count == 0 {
+                    self.unmatchable.remove(reason);
+                }
+            }
+        }
         let spelled = self.spelled.remove(id).unwrap_or_default();
         for key in filed_keys(&old, &spelled) {
             if let Some(ids) = self.by_key.get_mut(key) {
@@ -554,6 +573,26 @@ mod tests {
             ["a/prod", "b/both"],
             "not a char boundary"
         );
+    }
+
+    #[test]
+    fn unmatchable_rules_are_counted_while_indexed() {
+        use crate::core::external_secret::{INVALID_REGEXP, TAGS_ONLY};
+        let with = |name: &str, reasons: &[&'static str]| {
+            let mut secret = secret("a", name, &["k"]);
+            secret.unmatchable = reasons.to_vec();
+            secret
+        };
+        let mut index = RefreshIndex::default();
+        index.apply(with("one", &[TAGS_ONLY, TAGS_ONLY]));
+        index.apply(with("two", &[TAGS_ONLY, INVALID_REGEXP]));
+        assert_eq!(index.unmatchable_rules(TAGS_ONLY), 3);
+        assert_eq!(index.unmatchable_rules(INVALID_REGEXP), 1);
+        index.apply(with("one", &[]));
+        assert_eq!(index.unmatchable_rules(TAGS_ONLY), 1, "replaced");
+        index.reset(None, []);
+        assert_eq!(index.unmatchable_rules(TAGS_ONLY), 0);
+        assert!(index.unmatchable.is_empty(), "nothing left behind");
     }
 
     #[test]

@@ -40,6 +40,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics
         .external_secrets
         .set(i64::try_from(cached).unwrap_or(i64::MAX));
+    metrics.ready.set(i64::from(refresher.index.is_ready()));
+    for reason in crate::core::external_secret::UNMATCHABLE {
+        let count = refresher
+            .index
+            .read(|index| index.unmatchable_rules(reason));
+        metrics
+            .unmatchable_rules
+            .get_or_create(&crate::telemetry::metrics::ReasonLabels { reason })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
     let pending = refresher.cache_buster.as_ref().map_or(0, |b| b.pending());
     metrics
         .cache_buster_pending

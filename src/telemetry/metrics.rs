@@ -88,6 +88,8 @@ pub struct Metrics {
     pub watch_errors: Counter,
     pub cache_buster_pending: Gauge,
     pub confirmations: Family<OutcomeLabels, Counter>,
+    pub ready: Gauge,
+    pub unmatchable_rules: Family<ReasonLabels, Gauge>,
     event_types: Mutex<HashMap<&'static str, HashSet<String>>>,
 }
 
@@ -112,6 +114,8 @@ impl Default for Metrics {
             watch_errors: Counter::default(),
             cache_buster_pending: Gauge::default(),
             confirmations: Family::default(),
+            ready: Gauge::default(),
+            unmatchable_rules: Family::default(),
             event_types: Mutex::default(),
         };
         metrics.register();
@@ -207,6 +211,16 @@ impl Metrics {
             "confirmations",
             "Refreshes followed until ESO reported them, by outcome",
             self.confirmations.clone(),
+        );
+        r.register(
+            "ready",
+            "1 while the service is ready (GET /readyz answers 200), else 0",
+            self.ready.clone(),
+        );
+        r.register(
+            "unmatchable_rules",
+            "ExternalSecret dataFrom.find rules no change event can match, by reason",
+            self.unmatchable_rules.clone(),
         );
     }
 

@@ -82,9 +82,14 @@ async fn a_sync_that_began_before_the_patch_does_not_confirm_it() {
     // Early in a second, so that the reconcile below and the patch share their second.
     let into_second = chrono::Utc::now().timestamp_subsec_millis();
     tokio::time::sleep(Duration::from_millis(u64::from(1000 - into_second) + 20)).await;
+    let fetched = s.manager.fetches(&key);
     let object = s.cluster.external_secret(ns, "db").await;
     s.cluster.annotate(&object, "changed-by-hand", &s.tag).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The reconcile of that change is in flight once its fetch has begun.
+    wait_for("ESO's fetch after the change by hand", || async {
+        s.manager.fetches(&key) > fetched
+    })
+    .await;
     s.manager.set(&key, "v2");
     let sent = Instant::now();
     let (status, _, answer) = service.generic(&[&key]).await;

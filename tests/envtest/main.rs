@@ -6,6 +6,7 @@ mod cluster_external_secrets;
 mod confirmation;
 mod dedupe;
 mod outage;
+mod preview;
 mod rbac;
 mod refresh;
 mod support;

@@ -546,6 +546,8 @@ impl Identity {
 pub struct SecretManager {
     values: Arc<Mutex<HashMap<String, String>>>,
     delays: Arc<Mutex<HashMap<String, Duration>>>,
+    /// Fetches begun, by key.
+    fetches: Arc<Mutex<HashMap<String, usize>>>,
     pub port: u16,
 }
 
@@ -585,6 +587,12 @@ impl SecretManager {
             .strip_prefix("/secrets/")
             .unwrap_or_default()
             .to_owned();
+        *self
+            .fetches
+            .lock()
+            .expect("lock")
+            .entry(key.clone())
+            .or_default() += 1;
         let delay = self.delays.lock().expect("lock").get(&key).copied();
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
@@ -606,6 +614,16 @@ impl SecretManager {
             .lock()
             .expect("lock")
             .insert(key.to_owned(), value.to_owned());
+    }
+
+    /// How many fetches of `key` ESO has begun.
+    pub fn fetches(&self, key: &str) -> usize {
+        self.fetches
+            .lock()
+            .expect("lock")
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `key` no longer exists: ESO's fetches of it get 404.

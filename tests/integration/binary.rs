@@ -216,3 +216,75 @@ async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
         "one line per webhook, refused or not: {logged:#?}"
     );
 }
+
+/// `kubectl get externalsecrets,secretstores,clustersecretstores -A -o json | eso-refresher
+/// preview --manifests - …`: a list on standard input, a webhook body from a file.
+#[test]
+fn previews_an_event_against_a_list_on_standard_input() {
+    use std::io::Write;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/manifests");
+    let mut items = Vec::new();
+    for file in ["payments.yaml", "shared.yaml", "stores.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        items.extend(serde_saphyr::from_multiple::<serde_json::Value>(&text).unwrap());
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let mut child = binary()
+        .args(["preview", "--manifests", "-", "--output", "json", "--event"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/events/akeyless-array.json"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(serde_json::to_string_pretty(&list).unwrap().as_bytes())
+        .unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["source"], "-");
+    assert_eq!(answer["externalSecrets"], 6, "{answer:#}");
+    let seen: Vec<String> = answer["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {} {}", m["name"], m["action"], m["rule"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            r#""payments-db" "refresh" "key /prod/payments/db-password""#,
+            r#""payments-db-bootstrap" "skip" "key /prod/payments/db-password""#,
+            r#""payments-api" "refresh" "key prod/payments/api-key""#,
+        ],
+        "{answer:#}"
+    );
+}
+
+#[test]
+fn preview_needs_an_event_and_reads_one_thing_from_standard_input() {
+    let nothing = binary()
+        .args(["preview", "--manifests", "examples/manifests"])
+        .output()
+        .unwrap();
+    assert!(!nothing.status.success());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("--key"));
+    let twice = binary()
+        .args(["preview", "--manifests", "-", "--event", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    let said = String::from_utf8_lossy(&twice.stderr);
+    assert!(said.contains("standard input"), "{said}");
+}
