@@ -5,25 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
 
 use chrono::DurationRound;
 
+use crate::cluster::events::{EventKind, Recorder};
 use crate::core::external_secret::{SecretId, SyncedAfter};
 use crate::core::index::SharedIndex;
 use crate::telemetry::metrics::{Metrics, OutcomeLabels};
 
-pub const EVENT_REASON: &str = "RefreshRequested";
-const REPORTER: &str = "eso-refresher";
-const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::cluster::events::EVENT_REASON;
 
 pub struct FollowUp {
     /// `None` in dry runs: there is no cluster to tell.
-    client: Option<kube::Client>,
-    /// This pod, named in the Events it records.
-    instance: String,
+    recorder: Option<Recorder>,
     confirm_timeout: Option<Duration>,
     index: Arc<SharedIndex>,
     metrics: Arc<Metrics>,
@@ -60,8 +54,7 @@ impl FollowUp {
         metrics: Arc<Metrics>,
     ) -> FollowUp {
         FollowUp {
-            client,
-            instance: std::env::var("POD_NAME").unwrap_or_else(|_| REPORTER.to_owned()),
+            recorder: client.map(Recorder::new),
             confirm_timeout,
             index,
             metrics,
@@ -79,25 +72,8 @@ impl FollowUp {
         stamp: &str,
         followed: impl IntoIterator<Item = SecretId>,
     ) {
-        if let Some(client) = self.client.clone() {
-            let event = refresh_event(&object, truncate(why, 1024), &self.instance);
-            let reference = object.clone();
-            // A cluster-scoped object's Events go to the default namespace.
-            let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
-            self.runtime.spawn(async move {
-                let events: Api<Event> = Api::namespaced(client, &namespace);
-                let params = PostParams::default();
-                let create = events.create(&params, &event);
-                let published =
-                    tokio::time::timeout(EVENT_TIMEOUT, async { create.await.map(|_| ()) }).await;
-                match published {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, object = ?reference.name, "could not record the Event")
-                    }
-                    Err(_) => tracing::warn!(object = ?reference.name, "recording the Event timed out"),
-                }
-            });
+        if let Some(recorder) = &self.recorder {
+            recorder.record(&object, EventKind::REFRESH, why);
         }
         let Some(timeout) = self.confirm_timeout else {
             return;
@@ -144,44 +120,6 @@ impl FollowUp {
     }
 }
 
-/// An events.k8s.io/v1 Event about a refresh. Each is created anew, their notes name different
-/// events, so there is no series to aggregate. Named as Kubernetes' own recorders name them,
-/// `<object>.<time in hex nanoseconds>`: unique, sorted by time, and a valid name (a
-/// `generateName` may not end in a dot).
-fn refresh_event(object: &ObjectReference, note: String, instance: &str) -> Event {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    Event {
-        metadata: ObjectMeta {
-            name: Some(event_name(
-                object.name.as_deref().unwrap_or(REPORTER),
-                now.as_nanosecond(),
-            )),
-            namespace: object.namespace.clone(),
-            ..ObjectMeta::default()
-        },
-        event_time: Some(MicroTime(now)),
-        action: Some("Refresh".into()),
-        reason: Some(EVENT_REASON.into()),
-        note: Some(note),
-        regarding: Some(object.clone()),
-        reporting_controller: Some(REPORTER.into()),
-        reporting_instance: Some(truncate(instance.to_owned(), 128)),
-        type_: Some("Normal".into()),
-        ..Event::default()
-    }
-}
-
-/// `<object>.<hex nanoseconds>`, within the 253 characters of a DNS subdomain name: a long
-/// object name is cut, and not left ending in a dot or dash.
-fn event_name(object: &str, nanos: i128) -> String {
-    let suffix = format!(".{:x}", nanos.max(0));
-    let mut prefix = truncate(object.to_owned(), 253 - suffix.len());
-    while prefix.ends_with(['.', '-']) {
-        prefix.pop();
-    }
-    format!("{prefix}{suffix}")
-}
-
 /// Waits until the index shows that ESO synced `id` in a state at or after the patch (`after`):
 /// its `status.syncedResourceVersion` names the very generation, labels and annotations the
 /// object then has. `status.refreshTime` cannot say that: it has whole seconds and marks the
@@ -222,17 +160,6 @@ pub async fn confirm(
             }
         }
     }
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 #[cfg(test)]
@@ -317,23 +244,5 @@ mod tests {
         let mut failed_before = secret(STAMP, false, Some(false));
         failed_before.sync.ready_since = Some(patched_at() - chrono::TimeDelta::minutes(5));
         assert_eq!(outcome_with(failed_before).await, Confirmation::TimedOut);
-    }
-
-    #[test]
-    fn event_names_are_valid_names() {
-        assert_eq!(event_name("db", 255), "db.ff");
-        let long = format!("{}-{}", "a".repeat(240), "b".repeat(12));
-        let name = event_name(&long, i128::from(i64::MAX));
-        assert!(name.len() <= 253, "{}", name.len());
-        assert!(name.ends_with(".7fffffffffffffff"), "{name}");
-        // Cut right after a dash: the dash goes too.
-        let dashed = format!("{}-zzz", "a".repeat(250));
-        assert_eq!(event_name(&dashed, 1), format!("{}.1", "a".repeat(250)));
-    }
-
-    #[test]
-    fn notes_are_cut_at_a_character_boundary() {
-        assert_eq!(truncate("ééé".into(), 3), "é");
-        assert_eq!(truncate("abc".into(), 10), "abc");
     }
 }

@@ -3,6 +3,7 @@
 //! instead of a cluster, and the one-time read of a cluster a preview makes.
 
 pub mod cache_buster;
+pub mod events;
 pub mod follow_up;
 pub mod manifests;
 pub mod patcher;

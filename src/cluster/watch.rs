@@ -12,7 +12,10 @@ use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+
 use crate::Error;
+use crate::cluster::events::{EventKind, Recorder};
 use crate::core::external_secret::{IndexedSecret, SecretId};
 use crate::core::index::SharedIndex;
 use crate::core::store::{Backend, StoreId, StoreReader};
@@ -178,6 +181,47 @@ impl Target {
     }
 }
 
+/// A Warning Event on each ExternalSecret indexed with a rule no change event can match, when
+/// it is first seen by this instance or its rules change (not on every re-list).
+struct UnmatchableWarnings {
+    recorder: Recorder,
+    /// The ExternalSecret resource, to refer to the object.
+    resource: Option<ApiResource>,
+}
+
+impl UnmatchableWarnings {
+    fn check(&self, index: &SharedIndex, item: &Item, object: &DynamicObject) {
+        let (Item::Secret(secret), Some(resource)) = (item, &self.resource) else {
+            return;
+        };
+        if secret.unmatchable.is_empty() {
+            return;
+        }
+        let known = index.read(|index| index.get(&secret.id));
+        if known
+            .is_some_and(|k| k.unmatchable == secret.unmatchable && k.problems == secret.problems)
+        {
+            return;
+        }
+        let reference = ObjectReference {
+            api_version: Some(resource.api_version.clone()),
+            kind: Some(resource.kind.clone()),
+            name: object.metadata.name.clone(),
+            namespace: object.metadata.namespace.clone(),
+            uid: object.metadata.uid.clone(),
+            resource_version: object.metadata.resource_version.clone(),
+            ..ObjectReference::default()
+        };
+        let note = format!(
+            "eso-refresher cannot match change events to every rule of this ExternalSecret; \
+             it is refreshed only by ESO's refreshInterval for: {}",
+            secret.problems.join("; ")
+        );
+        self.recorder
+            .record(&reference, EventKind::UNMATCHABLE, note);
+    }
+}
+
 /// An object as the index keeps it.
 enum Item {
     Secret(IndexedSecret),
@@ -231,6 +275,13 @@ pub async fn watch(
             .boxed()
     });
     let mut events = stream::select_all(streams);
+    let warnings = UnmatchableWarnings {
+        recorder: Recorder::new(client.clone()),
+        resource: targets
+            .iter()
+            .find(|t| t.kind == Kind::ExternalSecrets)
+            .map(|t| t.resource.clone()),
+    };
     let mut buffers: HashMap<(Kind, Scope), Vec<Item>> = HashMap::new();
     let mut listed: HashSet<(Kind, Scope)> = HashSet::new();
     let mut errors_in_a_row: HashMap<(Kind, Scope), u32> = HashMap::new();
@@ -264,6 +315,7 @@ pub async fn watch(
             }
             watcher::Event::InitApply(object) => {
                 if let Some(item) = Item::read(*kind, &object, stores) {
+                    warnings.check(&index, &item, &object);
                     buffers.entry(key).or_default().push(item);
                 }
             }
@@ -280,7 +332,10 @@ pub async fn watch(
                 }
             }
             watcher::Event::Apply(object) => match Item::read(*kind, &object, stores) {
-                Some(Item::Secret(secret)) => index.write(|index| index.apply(secret)),
+                Some(Item::Secret(secret)) => {
+                    warnings.check(&index, &Item::Secret(secret.clone()), &object);
+                    index.write(|index| index.apply(secret));
+                }
                 Some(Item::Store(id, backend)) => {
                     index.write(|index| index.apply_store(id, backend));
                 }

@@ -1,7 +1,7 @@
 //! The key → ExternalSecret index. No I/O: the watch feeds it objects, the webhook asks it
 //! which ExternalSecrets a changed key concerns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -35,6 +35,8 @@ pub struct RefreshIndex {
     readers: HashMap<StoreId, HashSet<SecretId>>,
     /// How many `dataFrom[].find` rules no change event can match, by reason.
     unmatchable: BTreeMap<&'static str, usize>,
+    /// The ExternalSecrets with such rules.
+    with_unmatchable: BTreeSet<SecretId>,
 }
 
 impl RefreshIndex {
@@ -54,6 +56,18 @@ impl RefreshIndex {
     /// match, for one of [`crate::core::external_secret::UNMATCHABLE`].
     pub fn unmatchable_rules(&self, reason: &str) -> usize {
         self.unmatchable.get(reason).copied().unwrap_or(0)
+    }
+
+    /// The first `limit` ExternalSecrets (by namespace and name) with a rule no change event
+    /// can match, and how many there are.
+    pub fn with_unmatchable_rules(&self, limit: usize) -> (Vec<Arc<IndexedSecret>>, usize) {
+        let listed = self
+            .with_unmatchable
+            .iter()
+            .take(limit)
+            .filter_map(|id| self.secrets.get(id).cloned())
+            .collect();
+        (listed, self.with_unmatchable.len())
     }
 
     /// Adds an ExternalSecret or replaces the one with the same namespace and name.
@@ -100,6 +114,9 @@ impl RefreshIndex {
         for reason in &secret.unmatchable {
             *self.unmatchable.entry(reason).or_default() += 1;
         }
+        if !secret.unmatchable.is_empty() {
+            self.with_unmatchable.insert(secret.id.clone());
+        }
         self.secrets.insert(secret.id.clone(), secret);
     }
 
@@ -107,6 +124,7 @@ impl RefreshIndex {
         let Some(old) = self.secrets.remove(id) else {
             return;
         };
+        self.with_unmatchable.remove(id);
         for reason in &old.unmatchable {
             if let Some(count) = self.unmatchable.get_mut(reason) {
                 *count -= 1;
@@ -588,11 +606,16 @@ mod tests {
         index.apply(with("two", &[TAGS_ONLY, INVALID_REGEXP]));
         assert_eq!(index.unmatchable_rules(TAGS_ONLY), 3);
         assert_eq!(index.unmatchable_rules(INVALID_REGEXP), 1);
+        assert_eq!(index.with_unmatchable_rules(1).0.len(), 1);
+        assert_eq!(index.with_unmatchable_rules(1).1, 2);
         index.apply(with("one", &[]));
         assert_eq!(index.unmatchable_rules(TAGS_ONLY), 1, "replaced");
+        let (listed, count) = index.with_unmatchable_rules(10);
+        assert_eq!((names(listed), count), (vec!["a/two".to_owned()], 1));
         index.reset(None, []);
         assert_eq!(index.unmatchable_rules(TAGS_ONLY), 0);
         assert!(index.unmatchable.is_empty(), "nothing left behind");
+        assert!(index.with_unmatchable.is_empty(), "nothing left behind");
     }
 
     #[test]

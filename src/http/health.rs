@@ -5,6 +5,9 @@ use serde_json::json;
 
 use super::AppState;
 
+/// ExternalSecrets with unmatchable rules listed in `/readyz`'s body, at most (all are counted).
+const LISTED_UNMATCHABLE: usize = 50;
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
@@ -12,11 +15,25 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let index = &state.refresher.index;
     if index.is_ready() {
-        let (count, stores) = index.read(|index| (index.len(), index.store_count()));
+        let (count, stores, (unmatchable, with_unmatchable)) = index.read(|index| {
+            let listed = index.with_unmatchable_rules(LISTED_UNMATCHABLE);
+            (index.len(), index.store_count(), listed)
+        });
+        let unmatchable: Vec<_> = unmatchable
+            .iter()
+            .map(|secret| {
+                json!({
+                    "namespace": &*secret.id.namespace,
+                    "name": &*secret.id.name,
+                    "reasons": secret.unmatchable,
+                })
+            })
+            .collect();
         HttpResponse::Ok().json(json!({
             "status": "ready",
             "externalSecrets": count,
             "secretStores": stores,
+            "unmatchableRules": {"count": with_unmatchable, "externalSecrets": unmatchable},
         }))
     } else {
         // The fields of every error answer, beside the status probes have always read.

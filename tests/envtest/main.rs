@@ -10,3 +10,4 @@ mod preview;
 mod rbac;
 mod refresh;
 mod support;
+mod unmatchable;
