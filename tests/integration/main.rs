@@ -6,6 +6,7 @@ mod cache_buster;
 mod cluster;
 mod input;
 mod manifests_mode;
+mod monitoring;
 mod providers;
 mod refresh;
 mod reliability;
