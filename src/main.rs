@@ -11,8 +11,8 @@ use eso_refresher::telemetry;
 /// Refreshes Kubernetes ExternalSecrets the moment a secret manager announces a change.
 ///
 /// Settings come from the environment: each option below names its variable, which is how the
-/// service is configured in a pod (see configs/.env.example); an option given on the command
-/// line overrides its variable. Besides them: WEBHOOK_AUTH_<ROUTE> per webhook route, RUST_LOG
+/// service is configured in a pod (see configs/settings.env and configs/credentials.env.example);
+/// an option given on the command line overrides its variable. Besides them: WEBHOOK_AUTH_<ROUTE> per webhook route, RUST_LOG
 /// (the log filter, default info) and POD_NAME (the instance named in Kubernetes Events).
 #[derive(Parser)]
 #[command(version)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use eso_refresher::cluster::rbac;
-use eso_refresher::config::VARIABLES;
+use eso_refresher::config::{CREDENTIALS, VARIABLES};
 use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -17,17 +17,24 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 mod image;
 #[path = "deploy/ingress.rs"]
 mod ingress;
+#[path = "deploy/monitoring.rs"]
+mod monitoring;
 #[path = "deploy/readme.rs"]
 mod readme;
 
 /// Every kustomization a user may apply.
-const OVERLAYS: [&str; 5] = [
+const OVERLAYS: [&str; 6] = [
     "base",
     "overlays/namespaced",
     "overlays/ingress-tls",
     "overlays/network-policy",
     "overlays/production",
+    "overlays/monitoring",
 ];
+
+/// Files of a working copy that are never committed (`.gitignore` lists them): a fresh clone
+/// has none of them, and so has no workspace of these tests.
+const LOCAL_ONLY: [&str; 1] = ["configs/credentials.env"];
 
 fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
@@ -45,15 +52,14 @@ fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A copy of what the deploy needs, with configs/.env made from the example.
+/// A copy of what the deploy needs, as a fresh clone has it.
 fn workspace(parts: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for part in parts {
         copy(&Path::new(ROOT).join(part), &dir.path().join(part));
     }
-    let configs = dir.path().join("configs");
-    if configs.join(".env.example").exists() {
-        std::fs::copy(configs.join(".env.example"), configs.join(".env")).expect(".env");
+    for local in LOCAL_ONLY {
+        let _ = std::fs::remove_file(dir.path().join(local));
     }
     dir
 }
@@ -103,8 +109,9 @@ fn rules_json(rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>) -> Value {
     serde_json::to_value(rules).expect("rules")
 }
 
-fn example_env() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("configs/.env.example")).unwrap();
+/// The variables of an env file of configs/, with their values.
+fn env_file(name: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("configs").join(name)).unwrap();
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -115,11 +122,25 @@ fn example_env() -> Vec<(String, String)> {
         .collect()
 }
 
+fn names(pairs: Vec<(String, String)>) -> BTreeSet<String> {
+    pairs.into_iter().map(|(k, _)| k).collect()
+}
+
+/// The settings and the example credentials: every variable the binary reads, once, and the
+/// credentials (the settings whose values it never shows) in the credentials file only.
 #[test]
-fn the_env_example_lists_exactly_what_the_binary_reads() {
-    let names: BTreeSet<String> = example_env().into_iter().map(|(k, _)| k).collect();
+fn the_env_files_list_exactly_what_the_binary_reads() {
+    let settings = names(env_file("settings.env"));
+    let credentials = names(env_file("credentials.env.example"));
     let read: BTreeSet<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
-    assert_eq!(names, read);
+    let secret: BTreeSet<String> = CREDENTIALS.iter().cloned().collect();
+    assert_eq!(credentials, secret, "credentials.env.example");
+    assert!(settings.is_disjoint(&credentials), "{settings:?}");
+    assert_eq!(&settings | &credentials, read);
+    let gitignore = std::fs::read_to_string(Path::new(ROOT).join(".gitignore")).unwrap();
+    for local in LOCAL_ONLY {
+        assert!(gitignore.lines().any(|l| l == local), ".gitignore: {local}");
+    }
 }
 
 #[test]
@@ -158,28 +179,51 @@ fn base_is_hardened_and_least_privilege() {
     assert!(served.contains(&"/healthz") && served.contains(&"/readyz"));
     assert_eq!(container["ports"][0]["name"], "http");
     assert_eq!(container["livenessProbe"]["httpGet"]["port"], "http");
-    let port = example_env()
+    let port = env_file("settings.env")
         .into_iter()
         .find(|(k, _)| k == "HTTP_PORT")
         .map(|(_, v)| v.parse::<u64>().unwrap())
         .unwrap();
     assert_eq!(container["ports"][0]["containerPort"], port);
 
-    // Settings: the generated Secret carries the example's variables, and every name the pod
-    // gets is one the binary reads.
-    let secret = one(&objects, "Secret");
-    let secret_name = secret["metadata"]["name"].as_str().unwrap();
-    assert!(
-        secret_name.starts_with("eso-refresher-config-"),
-        "hashed name {secret_name}"
+    // Settings in a ConfigMap, credentials in a Secret, both generated from the committed
+    // files; the pod is given exactly the names the binary reads.
+    let mut pod_env: BTreeSet<String> = BTreeSet::new();
+    for (kind, reference, file) in [
+        ("ConfigMap", "configMapRef", "settings.env"),
+        ("Secret", "secretRef", "credentials.env.example"),
+    ] {
+        let object = one(&objects, kind);
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let from = container["envFrom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|source| source[reference]["name"].as_str())
+            .unwrap_or_else(|| panic!("envFrom {reference}"));
+        assert_eq!(from, name, "{kind}");
+        let keys: BTreeSet<String> = object["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, names(env_file(file)), "{kind} {name}");
+        pod_env.extend(keys);
+    }
+    let credentials = readme::backticked(&readme::passage(&readme::readme(), "credentials"));
+    assert_eq!(
+        credentials,
+        names(env_file("credentials.env.example")),
+        "README.md <!-- credentials --> against the Secret"
     );
-    assert_eq!(container["envFrom"][0]["secretRef"]["name"], secret_name);
-    let mut pod_env: BTreeSet<String> = secret["data"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    assert!(
+        one(&objects, "ConfigMap")["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("eso-refresher-settings-"),
+        "a hashed name: a change rolls the pods"
+    );
     for env in container["env"].as_array().unwrap() {
         pod_env.insert(env["name"].as_str().unwrap().to_owned());
     }
@@ -355,6 +399,19 @@ fn task(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
+/// What a task that must fail says on stderr.
+fn task_refused(dir: &Path, args: &[&str]) -> String {
+    let refused = Command::new(tool("task").expect("checked by the caller"))
+        .args(["--taskfile"])
+        .arg(dir.join("Taskfile.yaml"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("task runs");
+    assert!(!refused.status.success(), "task {args:?} succeeded");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).expect(file)
 }
@@ -368,6 +425,7 @@ fn version_tasks_keep_every_copy_of_the_version_in_step() {
         "Taskfile.yaml",
         "Cargo.toml",
         "Cargo.lock",
+        "CHANGELOG.md",
         "kustomize",
         "configs",
         "src/http/openapi.json",
@@ -376,6 +434,18 @@ fn version_tasks_keep_every_copy_of_the_version_in_step() {
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(task(dir, &["get-version"]).trim(), version);
     assert_eq!(task(dir, &["gv"]).trim(), version);
+    // The current version has its CHANGELOG entry.
+    task(dir, &["changelog-check"]);
+    let entries = |dir: &Path| -> Vec<String> {
+        read(dir, "CHANGELOG.md")
+            .lines()
+            .filter(|line| line.starts_with("## ["))
+            .map(|line| line.split(" - ").next().unwrap_or(line).to_owned())
+            .collect()
+    };
+    let mut expected_entries = entries(dir);
+    assert_eq!(expected_entries[0], "## [Unreleased]");
+    assert_eq!(expected_entries[1], format!("## [{version}]"));
 
     // The copies start in step.
     assert!(read(dir, "kustomize/base/kustomization.yaml").contains(&format!("newTag: {version}")));
@@ -411,7 +481,26 @@ fn version_tasks_keep_every_copy_of_the_version_in_step() {
             expected.as_str(),
             "{alias}: OpenAPI"
         );
+        // What was Unreleased is the new version's entry, dated; an empty Unreleased above it.
+        expected_entries.insert(1, format!("## [{expected}]"));
+        assert_eq!(entries(dir), expected_entries, "{alias}: CHANGELOG.md");
+        let changelog = read(dir, "CHANGELOG.md");
+        let dated = changelog
+            .lines()
+            .find(|line| line.starts_with(&format!("## [{expected}] - ")))
+            .unwrap();
+        assert!(
+            chrono::NaiveDate::parse_from_str(&dated[dated.len() - 10..], "%Y-%m-%d").is_ok(),
+            "{dated}"
+        );
+        assert!(changelog.contains("## [Unreleased]\n\n## ["), "{alias}");
     }
+
+    // A version set by hand, without its entry, fails the check (and so task lint).
+    let toml = read(dir, "Cargo.toml").replace("\nversion = \"", "\nversion = \"9");
+    std::fs::write(dir.join("Cargo.toml"), toml).unwrap();
+    let said = task_refused(dir, &["changelog-check"]);
+    assert!(said.contains("not the current version 9"), "{said}");
 }
 
 #[test]
@@ -436,6 +525,26 @@ fn docker_and_kubectl_tasks_in_dry_mode() {
         format!("docker build --tag registry.example/eso-refresher:{version} .")
     );
 
+    // Refused: the example password (configs/credentials.env is made from the example when
+    // missing), and a namespace the manifests do not use.
+    for args in [
+        &["d"][..],
+        &["d", "DRY_RUN=true", "KUBECTL_NAMESPACE=platform"][..],
+    ] {
+        let said = task_refused(dir, args);
+        assert!(said.contains("precondition"), "{args:?}: {said}");
+    }
+    assert_eq!(
+        read(dir, "configs/credentials.env"),
+        read(dir, "configs/credentials.env.example")
+    );
+
+    // Your own credentials go into the Secret instead of the example's.
+    std::fs::write(
+        dir.join("configs/credentials.env"),
+        "BASIC_AUTH_PASSWORD=mine-Pa55\nBEARER_TOKENS=t0ken\n",
+    )
+    .unwrap();
     let deploy = task(
         dir,
         &[
@@ -461,6 +570,38 @@ fn docker_and_kubectl_tasks_in_dry_mode() {
         "production overlay by default"
     );
     assert!(deploy.contains("\nEOF\nkubectl --context prod --namespace eso-refresher rollout status deployment/eso-refresher"), "{deploy}");
+    let manifests = |text: &str| -> Vec<Value> {
+        let yaml = text
+            .split_once("<<EOF\n")
+            .unwrap()
+            .1
+            .split_once("\nEOF\n")
+            .unwrap()
+            .0;
+        serde_saphyr::from_multiple(yaml).expect("YAML")
+    };
+    let applied = manifests(&deploy);
+    let secret = one(&applied, "Secret");
+    let encode = |text: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    };
+    assert_eq!(secret["data"]["BASIC_AUTH_PASSWORD"], encode("mine-Pa55"));
+    assert_eq!(secret["data"]["BEARER_TOKENS"], encode("t0ken"));
+    assert!(
+        secret["data"].get("HMAC_SECRETS").is_none(),
+        "only your file"
+    );
+    let secret_name = &secret["metadata"]["name"];
+    let container = &one(&applied, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["envFrom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|source| &source["secretRef"]["name"] == secret_name),
+        "{container}"
+    );
 
     let namespaced = task(dir, &["d", "DRY_RUN=true", "OVERLAY=namespaced"]);
     assert!(
@@ -469,28 +610,24 @@ fn docker_and_kubectl_tasks_in_dry_mode() {
     );
     assert!(namespaced.contains("kind: Role\n") && !namespaced.contains("kind: ClusterRole\n"));
 
+    // Undeploy deletes what deploy applied: the same Secret.
     let undeploy = task(dir, &["ud", "DRY_RUN=true"]);
     assert!(
         undeploy.starts_with("kubectl delete --ignore-not-found -f - <<EOF\n"),
         "{undeploy}"
     );
-
-    // Refused: the example password, and a namespace the manifests do not use.
-    for args in [
-        &["d"][..],
-        &["d", "DRY_RUN=true", "KUBECTL_NAMESPACE=platform"][..],
-    ] {
-        let refused = Command::new(tool("task").unwrap())
-            .args(["--taskfile"])
-            .arg(dir.join("Taskfile.yaml"))
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(!refused.status.success(), "{args:?}");
-        let said = String::from_utf8_lossy(&refused.stderr);
-        assert!(said.contains("precondition"), "{args:?}: {said}");
-    }
+    assert_eq!(
+        &one(&manifests(&undeploy), "Secret")["metadata"]["name"],
+        secret_name
+    );
+    assert!(
+        !dir.join("kustomize").read_dir().unwrap().any(|entry| entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".render")),
+        "the scratch kustomization is gone"
+    );
 
     // push runs the tests first (shown, not run, with --dry).
     let task_bin = tool("task").unwrap();
@@ -629,16 +766,39 @@ fn kubectl_with_input(kubectl: &Path, args: &[&str], input: &Value) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
+/// The Prometheus Operator's kinds, which envtest does not serve: `monitoring.rs` checks them.
+const NOT_SERVED_BY_ENVTEST: [&str; 2] = ["ServiceMonitor", "PrometheusRule"];
+
 /// Every overlay as rendered, through the real API server's validation and admission, without
-/// storing anything but the namespaces the manifests use. (Objects of CRDs envtest lacks, e.g.
-/// cert-manager's, would fail here; no overlay has any.)
+/// storing anything but the namespaces the manifests use. The objects of CRDs envtest lacks are
+/// left out: exactly those of [`NOT_SERVED_BY_ENVTEST`], which the API server must indeed not
+/// serve (`monitoring.coreos.com`), so that nothing else is left out unseen.
 #[test]
 fn every_overlay_passes_a_server_side_dry_run() {
     let Some(kubectl) = envtest() else {
         return;
     };
+    let versions = Command::new(&kubectl)
+        .arg("api-versions")
+        .output()
+        .expect("kubectl runs");
+    let served: BTreeSet<String> = String::from_utf8_lossy(&versions.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(served.contains("apps/v1"), "{served:?}");
     for overlay in OVERLAYS {
-        let objects = render(&kubectl, overlay);
+        let (objects, unserved): (Vec<Value>, Vec<Value>) = render(&kubectl, overlay)
+            .into_iter()
+            .partition(|o| served.contains(o["apiVersion"].as_str().unwrap_or_default()));
+        for object in &unserved {
+            assert!(
+                NOT_SERVED_BY_ENVTEST.contains(&object["kind"].as_str().unwrap_or_default()),
+                "{overlay}: {} {} is not served by envtest",
+                object["apiVersion"],
+                object["kind"]
+            );
+        }
         // A server-side dry run of a namespaced object needs its namespace to exist; with no
         // controller-manager a namespace never finishes deleting, so they are created (or
         // found) for real and left in place.

@@ -60,6 +60,24 @@ impl Recorder {
     /// Records an Event about `object`, in the background.
     pub fn record(&self, object: &ObjectReference, kind: EventKind, note: String) {
         let event = event(object, kind, truncate(note, MAX_NOTE), &self.instance);
+        self.publish(object, event);
+    }
+
+    /// Records an Event about `object` once for `what` (whatever replica, however often it
+    /// is asked): its name is made of the object's uid and `what`, so a second create is
+    /// refused by the API server as a conflict, which is taken as done.
+    pub fn record_once(&self, object: &ObjectReference, kind: EventKind, note: String, what: &str) {
+        use sha2::{Digest, Sha256};
+        let mut event = event(object, kind, truncate(note, MAX_NOTE), &self.instance);
+        let uid = object.uid.as_deref().unwrap_or_default();
+        let digest = Sha256::digest(format!("{uid}\u{1f}{what}").as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let object_name = object.name.as_deref().unwrap_or(REPORTER);
+        event.metadata.name = Some(name_with_suffix(object_name, &hex));
+        self.publish(object, event);
+    }
+
+    fn publish(&self, object: &ObjectReference, event: Event) {
         let reference = object.name.clone();
         // A cluster-scoped object's Events go to the default namespace.
         let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
@@ -72,6 +90,8 @@ impl Recorder {
                 tokio::time::timeout(EVENT_TIMEOUT, async { create.await.map(|_| ()) }).await;
             match published {
                 Ok(Ok(())) => {}
+                // Recorded already, by this replica or another.
+                Ok(Err(kube::Error::Api(status))) if status.code == 409 => {}
                 Ok(Err(error)) => {
                     tracing::warn!(%error, object = ?reference, "could not record the Event")
                 }
@@ -111,7 +131,12 @@ fn event(object: &ObjectReference, kind: EventKind, note: String, instance: &str
 /// `<object>.<hex nanoseconds>`, within the 253 characters of a DNS subdomain name: a long
 /// object name is cut, and not left ending in a dot or dash.
 fn event_name(object: &str, nanos: i128) -> String {
-    let suffix = format!(".{:x}", nanos.max(0));
+    name_with_suffix(object, &format!("{:x}", nanos.max(0)))
+}
+
+/// `<object>.<suffix>`, cut as [`event_name`] is.
+fn name_with_suffix(object: &str, suffix: &str) -> String {
+    let suffix = format!(".{suffix}");
     let mut prefix = truncate(object.to_owned(), 253 - suffix.len());
     while prefix.ends_with(['.', '-']) {
         prefix.pop();

@@ -217,8 +217,9 @@ impl UnmatchableWarnings {
              it is refreshed only by ESO's refreshInterval for: {}",
             secret.problems.join("; ")
         );
+        let what = format!("{:?}", secret.problems);
         self.recorder
-            .record(&reference, EventKind::UNMATCHABLE, note);
+            .record_once(&reference, EventKind::UNMATCHABLE, note, &what);
     }
 }
 

@@ -840,7 +840,7 @@ mod tests {
             let variable = route_variable(provider.name());
             assert!(
                 super::super::VARIABLES.contains(&variable),
-                "{variable} is missing from config::VARIABLES (and configs/.env.example)"
+                "{variable} is missing from config::VARIABLES (and configs/settings.env)"
             );
         }
     }

@@ -36,8 +36,9 @@ const NAME: &str = env!("CARGO_PKG_NAME");
 const READ_ELSEWHERE: [&str; 2] = ["RUST_LOG", "POD_NAME"];
 
 /// Every environment variable the service reads: those of the declared settings, one
-/// `WEBHOOK_AUTH_<ROUTE>` per provider route, and [`READ_ELSEWHERE`]. configs/.env.example
-/// explains each; tests keep that file and the manifests in step with this list.
+/// `WEBHOOK_AUTH_<ROUTE>` per provider route, and [`READ_ELSEWHERE`]. configs/settings.env and
+/// configs/credentials.env.example explain each; tests keep those files and the manifests in
+/// step with this list.
 pub static VARIABLES: LazyLock<Vec<String>> = LazyLock::new(|| {
     let command = command();
     let declared: Vec<String> = command
@@ -50,6 +51,17 @@ pub static VARIABLES: LazyLock<Vec<String>> = LazyLock::new(|| {
         .into_iter()
         .chain(routes)
         .chain(READ_ELSEWHERE.map(String::from))
+        .collect()
+});
+
+/// The variables of [`VARIABLES`] that hold credentials: those whose values `--help` never
+/// shows. The manifests put them in a Secret, and every other setting in a ConfigMap.
+pub static CREDENTIALS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    command()
+        .get_arguments()
+        .filter(|arg| arg.is_hide_env_values_set())
+        .filter_map(clap::Arg::get_env)
+        .map(|name| name.to_string_lossy().into_owned())
         .collect()
 });
 
@@ -517,6 +529,17 @@ mod tests {
         assert!(names.iter().all(|name| VARIABLES.contains(name)));
         for name in ["RUST_LOG", "POD_NAME", "WEBHOOK_AUTH_GCP"] {
             assert!(VARIABLES.iter().any(|v| v == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_the_settings_whose_values_never_show() {
+        assert!(CREDENTIALS.iter().all(|name| VARIABLES.contains(name)));
+        for name in ["BASIC_AUTH_PASSWORD", "BEARER_TOKENS", "HMAC_SECRETS"] {
+            assert!(CREDENTIALS.iter().any(|c| c == name), "{name}");
+        }
+        for name in ["BASIC_AUTH_USER", "HTTP_PORT", "JWKS_URL"] {
+            assert!(!CREDENTIALS.iter().any(|c| c == name), "{name}");
         }
     }
 

@@ -11,7 +11,7 @@ use super::ingress::described_paths;
 use super::{OVERLAYS, ROOT, find, one, render, tool};
 
 /// The README's text between `<!-- name -->` and `<!-- /name -->`, which appear once each.
-fn passage(readme: &str, name: &str) -> String {
+pub(super) fn passage(readme: &str, name: &str) -> String {
     let (open, close) = (format!("<!-- {name} -->"), format!("<!-- /{name} -->"));
     assert_eq!(readme.matches(&open).count(), 1, "README.md: one {open}");
     let (_, after) = readme.split_once(&open).expect("opening marker");
@@ -21,11 +21,11 @@ fn passage(readme: &str, name: &str) -> String {
     inside.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn readme() -> String {
+pub(super) fn readme() -> String {
     std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README.md")
 }
 
-fn backticked(text: &str) -> BTreeSet<String> {
+pub(super) fn backticked(text: &str) -> BTreeSet<String> {
     text.split('`')
         .skip(1)
         .step_by(2)

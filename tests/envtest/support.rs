@@ -124,23 +124,13 @@ pub fn envtest() -> Option<Envtest> {
     }
 }
 
-/// `kubectl kustomize` of an overlay, from a scratch copy with `configs/.env` made from the
-/// example (as `task config` does), parsed.
+/// `kubectl kustomize` of an overlay, from a scratch copy of the committed manifests and
+/// settings (as a fresh clone renders them), parsed.
 pub fn render(overlay: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_tree(
-        &Path::new(ROOT).join("kustomize"),
-        &dir.path().join("kustomize"),
-    );
-    copy_tree(
-        &Path::new(ROOT).join("configs"),
-        &dir.path().join("configs"),
-    );
-    std::fs::copy(
-        dir.path().join("configs/.env.example"),
-        dir.path().join("configs/.env"),
-    )
-    .expect(".env from the example");
+    for part in ["kustomize", "configs"] {
+        copy_tree(&Path::new(ROOT).join(part), &dir.path().join(part));
+    }
     let output = std::process::Command::new("kubectl")
         .arg("kustomize")
         .arg(dir.path().join("kustomize").join(overlay))

@@ -2,6 +2,17 @@
 
 use std::process::Command;
 
+/// What a command prints on stdout; it must succeed.
+fn stdout_of(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_eso-refresher"));
     command
@@ -46,19 +57,13 @@ fn rejects_an_invalid_setting_naming_it() {
 
 #[test]
 fn prints_rbac_for_the_configured_scope() {
-    let output = binary()
-        .env("WATCH_NAMESPACES", "team-a,team-b")
-        .arg("rbac")
-        .arg("--namespace")
-        .arg("platform")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let yaml = stdout_of(
+        binary()
+            .env("WATCH_NAMESPACES", "team-a,team-b")
+            .arg("rbac")
+            .arg("--namespace")
+            .arg("platform"),
     );
-    let yaml = String::from_utf8(output.stdout).unwrap();
     let objects = eso_refresher::cluster::manifests::parse_documents(&yaml).unwrap();
     let described: Vec<String> = objects
         .iter()
@@ -287,4 +292,23 @@ fn preview_needs_an_event_and_reads_one_thing_from_standard_input() {
     assert!(!twice.status.success());
     let said = String::from_utf8_lossy(&twice.stderr);
     assert!(said.contains("standard input"), "{said}");
+}
+
+/// The README's preview example is what the binary prints for that command line.
+#[test]
+fn the_readme_shows_what_preview_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (_, example) = readme
+        .split_once("```console\n$ eso-refresher preview ")
+        .expect("a preview example in README.md");
+    let (command, rest) = example.split_once('\n').unwrap();
+    let (shown, _) = rest.split_once("```").unwrap();
+    let printed = stdout_of(
+        binary()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("preview")
+            .args(command.split_whitespace()),
+    );
+    assert_eq!(printed, shown);
 }

@@ -7,6 +7,7 @@ mod client_cert;
 mod cluster;
 mod input;
 mod manifests_mode;
+mod monitoring;
 mod providers;
 mod refresh;
 mod reliability;
