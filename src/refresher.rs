@@ -233,7 +233,7 @@ impl Refresher {
                     applied.push(target);
                 }
                 Err(error) => {
-                    tracing::warn!(%target, %error, "patch failed");
+                    tracing::warn!(object = %target, %error, "patch failed");
                     report.failed.push(FailureReport {
                         target: entry,
                         error: error.to_string(),

@@ -60,10 +60,12 @@ impl CacheBuster {
             for patched in patcher.patch_all(targets, None).await {
                 let target = patched.target;
                 match patched.outcome {
-                    Ok(Applied::Gone) => tracing::info!(%target, "cache buster: object is gone"),
-                    Ok(_) => tracing::debug!(%target, "cache buster: patched"),
+                    Ok(Applied::Gone) => {
+                        tracing::info!(object = %target, "cache buster: object is gone")
+                    }
+                    Ok(_) => tracing::debug!(object = %target, "cache buster: patched"),
                     Err(error) => {
-                        tracing::error!(%target, %error, "cache-buster patch failed")
+                        tracing::error!(object = %target, %error, "cache-buster patch failed")
                     }
                 }
             }

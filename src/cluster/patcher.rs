@@ -321,7 +321,7 @@ impl Patcher {
             .when(PatchError::is_transient)
             .notify(|error, wait| {
                 self.metrics.patch_retries.inc();
-                tracing::warn!(%target, %error, retry_in_ms = wait.as_millis() as u64, "patch failed; retrying");
+                tracing::warn!(object = %target, %error, retry_in_ms = wait.as_millis() as u64, "patch failed; retrying");
             });
         let outcome = match tokio::time::timeout(RETRY_BUDGET, attempts).await {
             Ok(outcome) => outcome,
@@ -360,7 +360,7 @@ impl Patcher {
         let body = patch_body(target, stamp, marks);
         let cluster = match &self.destination {
             Destination::DryRun => {
-                tracing::info!(%target, patch = %body, "dry run: would patch");
+                tracing::info!(object = %target, patch = %body, "dry run: would patch");
                 return Ok(Applied::WouldPatch(body));
             }
             Destination::Cluster(cluster) => cluster,
