@@ -28,9 +28,13 @@ pub async fn receive_from(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let name = request.match_info().get("provider").unwrap_or_default();
+    let mut trail = Trail::new(&request, &state, name);
     match Provider::from_name(name) {
-        Some(provider) => respond(handle(&request, payload, &state, Some(provider)).await),
-        None => respond(Err(ApiError::NotFound)),
+        Some(provider) => {
+            let outcome = handle(&request, payload, &state, Some(provider), &mut trail).await;
+            respond(outcome, &trail)
+        }
+        None => respond(Err(ApiError::NotFound), &trail),
     }
 }
 
@@ -56,25 +60,99 @@ pub async fn receive(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    respond(handle(&request, payload, &state, None).await)
+    let mut trail = Trail::new(&request, &state, "webhook");
+    let outcome = handle(&request, payload, &state, None, &mut trail).await;
+    respond(outcome, &trail)
+}
+
+/// Items listed in a log line, at most; the rest are counted.
+const LOGGED_ITEMS: usize = 20;
+
+/// Who called and what they sent, for the one log line of each webhook: an audit trail that
+/// never holds a credential or a payload.
+struct Trail {
+    route: String,
+    client: Option<std::net::IpAddr>,
+    scheme: Option<&'static str>,
+    /// Who the scheme says called, where it names someone: the basic-auth user, the client
+    /// certificate's subject.
+    principal: Option<String>,
+    sender: Option<&'static str>,
+    event_ids: Vec<String>,
+    keys: Vec<String>,
+}
+
+impl Trail {
+    fn new(request: &HttpRequest, state: &AppState, route: &str) -> Trail {
+        Trail {
+            route: route.to_owned(),
+            client: state.client_address(request),
+            scheme: None,
+            principal: None,
+            sender: None,
+            event_ids: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// `items` as one line, the first [`LOGGED_ITEMS`] of them and how many more.
+fn listed<T: std::fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> String {
+    let count = items.len();
+    let mut line: Vec<String> = items.take(LOGGED_ITEMS).map(|i| i.to_string()).collect();
+    if count > LOGGED_ITEMS {
+        line.push(format!("… (+{} more)", count - LOGGED_ITEMS));
+    }
+    line.join(", ")
 }
 
 /// Answers, and logs one line about the webhook, whatever its outcome.
-fn respond(outcome: Result<Answer, ApiError>) -> HttpResponse {
+fn respond(outcome: Result<Answer, ApiError>, trail: &Trail) -> HttpResponse {
+    let client = trail.client.map(|ip| ip.to_string()).unwrap_or_default();
+    let (route, scheme) = (trail.route.as_str(), trail.scheme.unwrap_or_default());
+    let principal = trail.principal.as_deref().unwrap_or_default();
+    let sender = trail.sender.unwrap_or_default();
     match outcome {
         Ok(Answer::Reply(reply)) => {
-            tracing::info!(status = 200, "webhook handshake answered");
+            tracing::info!(
+                status = 200,
+                route,
+                client,
+                scheme,
+                principal,
+                sender,
+                "webhook handshake answered"
+            );
             HttpResponse::Ok().json(reply)
         }
         Ok(Answer::Report(report)) => {
             let applied = report.all_applied();
             let status = if applied { 200 } else { 503 };
+            let object = |t: &crate::refresher::TargetReport| match &t.namespace {
+                Some(namespace) => format!("{namespace}/{}", t.name),
+                None => t.name.clone(),
+            };
             tracing::info!(
                 status,
+                route,
+                client,
+                scheme,
+                principal,
+                sender,
+                event_ids = listed(trail.event_ids.iter()),
+                keys = listed(trail.keys.iter()),
                 events = report.events,
                 refreshed = report.refreshed.len(),
+                refreshed_objects = listed(report.refreshed.iter().map(object)),
                 skipped = report.skipped.len(),
+                skipped_objects = listed(
+                    report
+                        .skipped
+                        .iter()
+                        .map(|s| format!("{}/{} ({})", s.namespace, s.name, s.code))
+                ),
                 failed = report.failed.len(),
+                failed_objects = listed(report.failed.iter().map(|f| object(&f.target))),
                 unmatched = report.unmatched.len(),
                 duplicates = report.duplicates.len(),
                 dry_run = report.dry_run,
@@ -96,7 +174,7 @@ fn respond(outcome: Result<Answer, ApiError>) -> HttpResponse {
         }
         Err(error) => {
             let status = error.status_code().as_u16();
-            tracing::info!(status, error = %error, "webhook handled");
+            tracing::info!(status, route, client, scheme, principal, sender, error = %error, "webhook handled");
             error.error_response()
         }
     }
@@ -115,8 +193,9 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
     provider: Option<Provider>,
+    trail: &mut Trail,
 ) -> Result<Answer, ApiError> {
-    let client = state.client_address(request);
+    let client = trail.client;
     if let Some(wait) = client.and_then(|ip| state.throttle.blocked(ip)) {
         state.metrics.throttled_requests.inc();
         return Err(ApiError::Throttled {
@@ -124,6 +203,7 @@ async fn handle(
         });
     }
     let route = provider.map(Provider::name);
+    let shown = client.map(|ip| ip.to_string()).unwrap_or_default();
     let refused = |refusal: Refusal| {
         // Counted either way: tokens that need the (unreachable) key set must not be a free
         // way to make the server fetch, or to guess.
@@ -131,11 +211,11 @@ async fn handle(
             state.throttle.failed(ip);
         }
         if refusal.is_unavailable() {
-            tracing::warn!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook credentials could not be checked");
+            tracing::warn!(route = route.unwrap_or("webhook"), client = %shown, reasons = %refusal, "webhook credentials could not be checked");
             return ApiError::AuthUnavailable;
         }
         state.metrics.auth_failures.inc();
-        tracing::info!(route = route.unwrap_or("webhook"), reasons = %refusal, "webhook authentication failed");
+        tracing::info!(route = route.unwrap_or("webhook"), client = %shown, reasons = %refusal, "webhook authentication failed");
         ApiError::Unauthorized {
             challenge: refusal.challenge,
         }
@@ -159,6 +239,8 @@ async fn handle(
             .with_body(request, &body, route, so_far)
             .map_err(refused)?,
     };
+    trail.scheme = Some(caller.scheme.name());
+    trail.principal = principal(request, caller.scheme);
     let body = encoding::decoded(coding, body, limit).await?;
     let header = |name: &str| {
         request
@@ -171,6 +253,20 @@ async fn handle(
         Reading::Reply(reply) => return Ok(Answer::Reply(reply)),
         Reading::Notification(notification, sender) => (notification, sender),
     };
+    trail.sender = Some(sender.name());
+    let ids = notification
+        .changes
+        .iter()
+        .filter_map(|c| c.event_id.clone());
+    trail.event_ids = ids
+        .chain(
+            notification
+                .ignored
+                .iter()
+                .filter_map(|i| i.event_id.clone()),
+        )
+        .collect();
+    trail.keys = notification.changes.iter().map(|c| c.key.clone()).collect();
     let count = notification.changes.len() + notification.ignored.len();
     if count > state.max_events {
         return Err(ApiError::TooManyEvents {
@@ -198,4 +294,30 @@ async fn handle(
     report.events += notification.ignored.len();
     report.ignored = notification.ignored;
     Ok(Answer::Report(report))
+}
+
+/// Who an accepted request's scheme names: the basic-auth user, or the client certificate's
+/// subject. Never a password, token or signature.
+fn principal(request: &HttpRequest, scheme: crate::config::Scheme) -> Option<String> {
+    use base64::Engine;
+    match scheme {
+        crate::config::Scheme::Basic => {
+            let value = request
+                .headers()
+                .get(header::AUTHORIZATION)?
+                .to_str()
+                .ok()?;
+            let (kind, encoded) = value.trim().split_once(' ')?;
+            if !kind.eq_ignore_ascii_case("basic") {
+                return None;
+            }
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            text.split_once(':').map(|(user, _)| user.to_owned())
+        }
+        crate::config::Scheme::ClientCert => super::auth::client_cert::subject(request),
+        _ => None,
+    }
 }

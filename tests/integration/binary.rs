@@ -201,8 +201,21 @@ async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
                 Some(200) => {
                     assert_eq!(entry["events"], 1);
                     assert_eq!(entry["refreshed"], 1);
+                    // An audit trail: who, from where, which events, which objects.
+                    assert_eq!(entry["route"], "webhook", "{line}");
+                    assert_eq!(entry["client"], "127.0.0.1", "{line}");
+                    assert_eq!(entry["scheme"], "basic", "{line}");
+                    assert_eq!(entry["principal"], "hook", "{line}");
+                    assert_eq!(entry["sender"], "akeyless", "{line}");
+                    assert_eq!(entry["event_ids"], "1", "{line}");
+                    assert_eq!(entry["keys"], "/prod/payments/db-password", "{line}");
+                    let objects = entry["refreshed_objects"].as_str().unwrap_or_default();
+                    assert!(objects.contains("payments/payments-db"), "{line}");
                 }
-                Some(401) => assert!(entry["error"].is_string(), "{line}"),
+                Some(401) => {
+                    assert!(entry["error"].is_string(), "{line}");
+                    assert_eq!(entry["client"], "127.0.0.1", "{line}");
+                }
                 other => panic!("unexpected status {other:?}: {line}"),
             }
         }
@@ -226,6 +239,13 @@ async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
         summaries, 2,
         "one line per webhook, refused or not: {logged:#?}"
     );
+    let refused = logged
+        .iter()
+        .filter(|l| l.contains("webhook authentication failed"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_default());
+    for entry in refused {
+        assert_eq!(entry["client"], "127.0.0.1", "{entry}");
+    }
 }
 
 /// `kubectl get externalsecrets,secretstores,clustersecretstores -A -o json | eso-refresher

@@ -152,6 +152,12 @@ fn rejection(error: rustls::Error) -> Rejection {
     }
 }
 
+/// The first common name (or DNS name) of the certificate a request's connection showed.
+pub fn subject(request: &HttpRequest) -> Option<String> {
+    let certificates = request.conn_data::<PeerCertificates>()?;
+    subject_names(certificates.0.first()?)?.into_iter().next()
+}
+
 /// The subject's common names and the DNS names among the subject alternative names.
 fn subject_names(certificate: &CertificateDer<'_>) -> Option<Vec<String>> {
     let (_, parsed) = X509Certificate::from_der(certificate.as_ref()).ok()?;
