@@ -185,17 +185,11 @@ mod tests {
             namespace: Some("a".into()),
             ..ObjectReference::default()
         };
-        let event = event(&object, EventKind::UNMATCHABLE, "why".into(), "pod");
-        assert_eq!(event.type_.as_deref(), Some("Warning"));
-        assert_eq!(event.reason.as_deref(), Some(UNMATCHABLE_REASON));
-        let refresh = event_kind_type(EventKind::REFRESH);
-        assert_eq!(refresh, "Normal");
-    }
-
-    fn event_kind_type(kind: EventKind) -> String {
-        let object = ObjectReference::default();
-        event(&object, kind, String::new(), "pod")
-            .type_
-            .unwrap_or_default()
+        let warning = event(&object, EventKind::UNMATCHABLE, "why".into(), "pod");
+        assert_eq!(warning.type_.as_deref(), Some("Warning"));
+        assert_eq!(warning.reason.as_deref(), Some(UNMATCHABLE_REASON));
+        let refresh = event(&object, EventKind::REFRESH, "why".into(), "pod");
+        assert_eq!(refresh.type_.as_deref(), Some("Normal"));
+        assert_eq!(refresh.reason.as_deref(), Some(EVENT_REASON));
     }
 }

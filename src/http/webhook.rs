@@ -299,24 +299,8 @@ async fn handle(
 /// Who an accepted request's scheme names: the basic-auth user, or the client certificate's
 /// subject. Never a password, token or signature.
 fn principal(request: &HttpRequest, scheme: crate::config::Scheme) -> Option<String> {
-    use base64::Engine;
     match scheme {
-        crate::config::Scheme::Basic => {
-            let value = request
-                .headers()
-                .get(header::AUTHORIZATION)?
-                .to_str()
-                .ok()?;
-            let (kind, encoded) = value.trim().split_once(' ')?;
-            if !kind.eq_ignore_ascii_case("basic") {
-                return None;
-            }
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()?;
-            let text = String::from_utf8(decoded).ok()?;
-            text.split_once(':').map(|(user, _)| user.to_owned())
-        }
+        crate::config::Scheme::Basic => super::auth::basic_user(request),
         crate::config::Scheme::ClientCert => super::auth::client_cert::subject(request),
         _ => None,
     }

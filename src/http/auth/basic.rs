@@ -57,6 +57,13 @@ impl BasicCredentials {
     }
 }
 
+/// The user a basic `Authorization` header names, as the scheme reads it: for the log of a
+/// request the scheme accepted. Never the password.
+pub fn user(request: &HttpRequest) -> Option<String> {
+    let header = Authorization::<Basic>::parse(request).ok()?;
+    Some(header.as_ref().user_id().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

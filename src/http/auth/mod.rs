@@ -19,7 +19,7 @@ use actix_web::http::header::HeaderName;
 
 use crate::config::{AuthSettings, Scheme};
 
-pub use basic::BasicCredentials;
+pub use basic::{BasicCredentials, user as basic_user};
 pub use bearer::BearerTokens;
 pub use client_cert::ClientCertificates;
 pub use hmac::{DopplerSignature, InfisicalSignature, TimestampSignature};
