@@ -52,8 +52,7 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // A refused setting is one line naming it; anything else (--help, an unknown option)
@@ -107,12 +106,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(config.log_format);
+    // Outlives the runtime, so that what its tasks log while it stops is written too.
+    let logs = telemetry::init(config.log_format);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    if let Err(error) = run(config, cli.manifests).await {
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(eso_refresher::Error::Io)
+        .and_then(|runtime| runtime.block_on(run(config, cli.manifests)));
+    if let Err(error) = outcome {
         tracing::error!(%error, "stopped");
+        // The log line goes out before the plain one.
+        drop(logs);
         eprintln!("eso-refresher: {error}");
         return ExitCode::FAILURE;
     }

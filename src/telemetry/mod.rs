@@ -1,6 +1,7 @@
 //! Telemetry: logging (`RUST_LOG` picks what is logged, `LOG_FORMAT` how) and metrics.
 
 pub mod metrics;
+mod writer;
 
 use std::io::IsTerminal;
 
@@ -8,15 +9,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
+/// Keeps the log writer going. Dropping it writes out every line logged before, then stops it:
+/// hold it until the process is about to exit.
+#[must_use = "dropping it stops the log writer"]
+pub struct LogGuard {
+    _writer: writer::WriterGuard,
+}
+
+/// Logs to stderr: a line is formatted where it is logged, queued in order, and written by a
+/// thread of its own, so that the caller never waits on stderr.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (queued, guard) = writer::queued(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(queued)
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests start several servers) keeps the first subscriber.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    LogGuard { _writer: guard }
 }
