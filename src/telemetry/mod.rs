@@ -21,6 +21,13 @@ pub struct LogGuard {
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (queued, guard) = writer::queued(std::io::stderr());
+    // A panic's message comes after the lines logged before it, as when they were written at once.
+    let flush = queued.clone();
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        flush.wait_written();
+        report(panic);
+    }));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(queued)

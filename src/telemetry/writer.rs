@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -15,7 +15,7 @@ use tracing_subscriber::fmt::MakeWriter;
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// How long the writing thread waits after a write for more lines to gather.
 const LINGER: Duration = Duration::from_millis(2);
-/// How long stopping waits for the queue to be written (stderr may be stuck).
+/// How long stopping, or a flush, waits for the queue to be written (stderr may be stuck).
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
@@ -24,12 +24,16 @@ struct Queue {
     dropped: u64,
     /// The writing thread waits for the first line: whoever queues it wakes it.
     waiting: bool,
+    /// The writing thread is writing lines taken from the queue.
+    writing: bool,
     stopping: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Told whenever a batch has been written.
+    written: Condvar,
 }
 
 impl Shared {
@@ -57,6 +61,7 @@ pub fn queued(out: impl Write + Send + 'static) -> (QueuedWriter, WriterGuard) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
         wake: Condvar::new(),
+        written: Condvar::new(),
     });
     let (finished, done) = mpsc::channel();
     let thread_shared = shared.clone();
@@ -89,11 +94,18 @@ fn write_queued(shared: &Shared, mut out: impl Write) {
                 return;
             }
             std::mem::swap(&mut batch, &mut queue.lines);
+            queue.writing = true;
         }
         // A broken stderr loses the lines; nothing else can be done with them.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
         batch.clear();
-        if !shared.lock().stopping {
+        let stopping = {
+            let mut queue = shared.lock();
+            queue.writing = false;
+            queue.stopping
+        };
+        shared.written.notify_all();
+        if !stopping {
             std::thread::sleep(LINGER);
         }
     }
@@ -112,6 +124,21 @@ impl QueuedWriter {
         drop(queue);
         if wake {
             self.shared.wake.notify_one();
+        }
+    }
+
+    /// Waits until every line queued so far is written, or for the stop timeout at most.
+    pub fn wait_written(&self) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut queue = self.shared.lock();
+        while !queue.lines.is_empty() || queue.writing {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            queue = match self.shared.written.wait_timeout(queue, left) {
+                Ok((queue, _)) => queue,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 
@@ -134,6 +161,7 @@ impl Write for QueuedWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.wait_written();
         Ok(())
     }
 }
@@ -232,6 +260,17 @@ mod tests {
         drop(stuck);
         drop(guard);
         assert!(output.text().len() <= 2 * MAX_QUEUED_BYTES);
+    }
+
+    #[test]
+    fn a_flush_waits_for_the_lines_queued_before() {
+        let output = Output::default();
+        let (mut writer, _guard) = queued(output.clone());
+        for i in 0..100 {
+            writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        writer.flush().unwrap();
+        assert_eq!(output.text().lines().count(), 100);
     }
 
     #[test]
