@@ -227,6 +227,9 @@ async fn handle(
         .map_err(refused)?;
     let coding = encoding::coding_of(request)?;
     let limit = state.max_body_bytes;
+    // A body mostly comes with the head, and the server hands it over just after calling the
+    // handler: a turn later it is all there, read before the timeout's timer is ever set.
+    tokio::task::yield_now().await;
     let body = tokio::time::timeout(BODY_TIMEOUT, payload.to_bytes_limited(limit))
         .await
         .map_err(|_| ApiError::RequestTimeout)?
