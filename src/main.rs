@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,8 +88,14 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Preview(args)) = &cli.command {
         // Warnings (an ExternalSecret only partly understood) on stderr, beside the answer.
-        telemetry::init(config::LogFormat::Text);
-        return match preview::run(args).await {
+        let _logs = telemetry::init(config::LogFormat::Text);
+        let answer = match runtime() {
+            Ok(runtime) => runtime
+                .block_on(preview::run(args))
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        return match answer {
             Ok(answer) => {
                 print!("{}", answer.render(args.output));
                 ExitCode::SUCCESS
@@ -111,19 +118,25 @@ fn main() -> ExitCode {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let outcome = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(eso_refresher::Error::Io)
-        .and_then(|runtime| runtime.block_on(run(config, cli.manifests)));
+    let outcome = runtime().and_then(|runtime| runtime.block_on(run(config, cli.manifests)));
     if let Err(error) = outcome {
         tracing::error!(%error, "stopped");
         // The log line goes out before the plain one.
         drop(logs);
-        eprintln!("eso-refresher: {error}");
+        // Not `eprintln!`, which panics when stderr is closed.
+        let _ = writeln!(std::io::stderr(), "eso-refresher: {error}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The runtime the service and the preview run on, built after the log writer so that it
+/// stops first.
+fn runtime() -> eso_refresher::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(eso_refresher::Error::Io)
 }
 
 async fn run(config: Config, manifests: Option<PathBuf>) -> eso_refresher::Result<()> {

@@ -178,10 +178,12 @@ impl Refresher {
             .keys()
             .map(|target| (target.clone(), marks.remove(target).unwrap_or_default()))
             .collect();
-        let results = self
-            .patcher
-            .patch_all_marked(marked, Some(tokio::time::Instant::now() + WEBHOOK_DEADLINE))
-            .await;
+        let results = if marked.is_empty() {
+            Vec::new()
+        } else {
+            let deadline = tokio::time::Instant::now() + WEBHOOK_DEADLINE;
+            self.patcher.patch_all_marked(marked, Some(deadline)).await
+        };
 
         let mut report = RefreshReport {
             events: changes.len() + repeated.len(),

@@ -3,7 +3,7 @@
 
 mod process;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -90,7 +90,8 @@ pub struct Metrics {
     pub confirmations: Family<OutcomeLabels, Counter>,
     pub ready: Gauge,
     pub unmatchable_rules: Family<ReasonLabels, Gauge>,
-    event_types: Mutex<HashMap<&'static str, HashSet<String>>>,
+    /// Each sender's counter per event type seen, up to [`MAX_EVENT_TYPES`] types a sender.
+    event_types: Mutex<HashMap<&'static str, HashMap<String, Counter>>>,
 }
 
 impl Default for Metrics {
@@ -145,6 +146,11 @@ impl Metrics {
             "http_request_duration_seconds",
             "Time to answer a request, by route",
             self.http_request_duration.clone(),
+        );
+        r.register(
+            "log_lines_dropped",
+            "Log lines lost because stderr was not read in time or could not be written",
+            super::dropped_log_lines(),
         );
         r.register(
             "auth_failures",
@@ -228,28 +234,31 @@ impl Metrics {
     /// were seen from that sender.
     pub fn count_event(&self, sender: &'static str, event_type: Option<&str>) {
         let event_type = event_type.unwrap_or("unknown");
+        let mut counters = self.event_types.lock().unwrap_or_else(|p| p.into_inner());
+        let counters = counters.entry(sender).or_default();
+        if let Some(counter) = counters.get(event_type) {
+            counter.inc();
+            return;
+        }
         // Dotted and slashed names are common (`Microsoft.KeyVault.SecretNewVersionCreated`,
         // `kv-v2/data-write`); anything else is not a type name.
         let plausible = event_type.len() <= 64
             && event_type
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b));
-        let label = {
-            let mut seen = self.event_types.lock().unwrap_or_else(|p| p.into_inner());
-            let seen = seen.entry(sender).or_default();
-            if plausible && (seen.contains(event_type) || seen.len() < MAX_EVENT_TYPES) {
-                seen.insert(event_type.to_owned());
-                event_type
-            } else {
-                "other"
-            }
-        };
-        self.events
+        let kept = plausible && counters.len() < MAX_EVENT_TYPES;
+        let label = if kept { event_type } else { "other" };
+        let counter = self
+            .events
             .get_or_create(&EventLabels {
                 sender,
                 event_type: label.to_owned(),
             })
-            .inc();
+            .clone();
+        counter.inc();
+        if kept {
+            counters.insert(event_type.to_owned(), counter);
+        }
     }
 
     /// The metrics in OpenMetrics text.

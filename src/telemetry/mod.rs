@@ -4,10 +4,22 @@ pub mod metrics;
 mod writer;
 
 use std::io::IsTerminal;
+use std::sync::LazyLock;
+
+use prometheus_client::metrics::counter::Counter;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+
+/// Log lines lost since the process started: the writer's queue was full (stderr not read) or
+/// stderr could not be written (closed). One process, one log writer.
+static DROPPED_LOG_LINES: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The counter of log lines lost, for the metrics.
+pub fn dropped_log_lines() -> Counter {
+    DROPPED_LOG_LINES.clone()
+}
 
 /// Keeps the log writer going. Dropping it writes out every line logged before, then stops it:
 /// hold it until the process is about to exit.
@@ -20,7 +32,7 @@ pub struct LogGuard {
 /// thread of its own, so that the caller never waits on stderr.
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (queued, guard) = writer::queued(std::io::stderr());
+    let (queued, guard) = writer::queued(std::io::stderr(), dropped_log_lines());
     // A panic's message comes after the lines logged before it, as when they were written at once.
     let flush = queued.clone();
     let report = std::panic::take_hook();

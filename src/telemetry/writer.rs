@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Queued bytes at most; a line that would go past it is dropped.
@@ -21,7 +22,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Queue {
     lines: Vec<u8>,
-    dropped: u64,
     /// The writing thread waits for the first line: whoever queues it wakes it.
     waiting: bool,
     /// The writing thread is writing lines taken from the queue.
@@ -31,6 +31,8 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
+    /// Lines lost: not queued (the queue full, or the writer stopped) or not written.
+    dropped: Counter,
     wake: Condvar,
     /// Told whenever a batch has been written.
     written: Condvar,
@@ -55,11 +57,13 @@ pub struct WriterGuard {
     done: mpsc::Receiver<()>,
 }
 
-/// A writer queueing to `out`, written by a thread of its own, and the guard that stops it.
-/// Panics if no thread can be started (at startup, like any other thread the service needs).
-pub fn queued(out: impl Write + Send + 'static) -> (QueuedWriter, WriterGuard) {
+/// A writer queueing to `out`, written by a thread of its own, and the guard that stops it;
+/// lines lost are counted in `dropped`. Panics if no thread can be started (at startup, like
+/// any other thread the service needs).
+pub fn queued(out: impl Write + Send + 'static, dropped: Counter) -> (QueuedWriter, WriterGuard) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
+        dropped,
         wake: Condvar::new(),
         written: Condvar::new(),
     });
@@ -96,8 +100,11 @@ fn write_queued(shared: &Shared, mut out: impl Write) {
             std::mem::swap(&mut batch, &mut queue.lines);
             queue.writing = true;
         }
-        // A broken stderr loses the lines; nothing else can be done with them.
-        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        // A broken stderr loses the lines: counted, nothing else can be done with them.
+        if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+            let lines = batch.iter().filter(|&&b| b == b'\n').count();
+            shared.dropped.inc_by(lines as u64);
+        }
         batch.clear();
         let stopping = {
             let mut queue = shared.lock();
@@ -116,7 +123,8 @@ impl QueuedWriter {
     fn queue(&self, line: &[u8]) {
         let mut queue = self.shared.lock();
         if queue.stopping || queue.lines.len() + line.len() > MAX_QUEUED_BYTES {
-            queue.dropped += 1;
+            drop(queue);
+            self.shared.dropped.inc();
             return;
         }
         queue.lines.extend_from_slice(line);
@@ -145,7 +153,7 @@ impl QueuedWriter {
     /// Lines dropped so far: the queue was full, or the writer had stopped.
     #[cfg(test)]
     fn dropped(&self) -> u64 {
-        self.shared.lock().dropped
+        self.shared.dropped.get()
     }
 }
 
@@ -213,7 +221,7 @@ mod tests {
     #[test]
     fn lines_from_many_threads_arrive_whole_in_queue_order_and_are_flushed_on_stop() {
         let output = Output::default();
-        let (writer, guard) = queued(output.clone());
+        let (writer, guard) = queued(output.clone(), Counter::default());
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let mut writer = writer.clone();
@@ -248,7 +256,7 @@ mod tests {
     fn a_stuck_output_drops_lines_instead_of_blocking() {
         let output = Output::default();
         let stuck = output.blocked.lock().unwrap();
-        let (mut writer, guard) = queued(output.clone());
+        let (mut writer, guard) = queued(output.clone(), Counter::default());
         let mut line = vec![b'x'; 1023];
         line.push(b'\n');
         let started = std::time::Instant::now();
@@ -265,7 +273,7 @@ mod tests {
     #[test]
     fn a_flush_waits_for_the_lines_queued_before() {
         let output = Output::default();
-        let (mut writer, _guard) = queued(output.clone());
+        let (mut writer, _guard) = queued(output.clone(), Counter::default());
         for i in 0..100 {
             writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
         }
@@ -276,11 +284,34 @@ mod tests {
     #[test]
     fn lines_after_stop_are_dropped() {
         let output = Output::default();
-        let (mut writer, guard) = queued(output.clone());
+        let (mut writer, guard) = queued(output.clone(), Counter::default());
         writer.write_all(b"before\n").unwrap();
         drop(guard);
         writer.write_all(b"after\n").unwrap();
         assert_eq!(output.text(), "before\n");
         assert_eq!(writer.dropped(), 1);
+    }
+
+    /// An output whose reader is gone, as stderr when the pipe is closed.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_that_cannot_be_written_are_counted() {
+        let (mut writer, guard) = queued(Broken, Counter::default());
+        for i in 0..10 {
+            writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        writer.flush().unwrap();
+        assert_eq!(writer.dropped(), 10);
+        drop(guard);
     }
 }

@@ -250,6 +250,143 @@ async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
 
 /// `kubectl get externalsecrets,secretstores,clustersecretstores -A -o json | eso-refresher
 /// preview --manifests - …`: a list on standard input, a webhook body from a file.
+/// What becomes of the service's stderr once it listens.
+#[derive(Clone, Copy, Debug)]
+enum Stderr {
+    /// Closed: every write fails (a log shipper gone).
+    Closed,
+    /// Open but never read again: writes block once the pipe is full (a log shipper stalled).
+    Unread,
+}
+
+/// Starts the binary in manifests mode, reads its stderr until it listens, then closes the pipe
+/// or stops reading it; the stderr pipe stays open until `release` is dropped.
+fn start_with_stderr(mode: Stderr) -> (Killed, u16, std::sync::mpsc::Sender<()>) {
+    use std::io::BufRead;
+    let mut child = binary()
+        .env("BASIC_AUTH_USER", "hook")
+        .env("BASIC_AUTH_PASSWORD", "pw")
+        .env("HTTP_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        // Many lines a webhook, to fill the pipe and the writer's queue quickly.
+        .env("RUST_LOG", "trace")
+        .arg("--manifests")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Killed(child);
+    let (ports, port) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if entry["message"] == "listening" {
+                let _ = ports.send(entry["port"].as_u64().unwrap_or_default() as u16);
+                break;
+            }
+            line.clear();
+        }
+        if let Stderr::Unread = mode {
+            let _ = released.recv();
+        }
+        drop(reader);
+    });
+    let port = port
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the service listens");
+    (child, port, release)
+}
+
+/// A child process killed when dropped, so that a failing test leaves none behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The service's dropped-lines counter, read from /metrics.
+async fn dropped_log_lines(http: &reqwest::Client, port: u16) -> u64 {
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("eso_refresher_log_lines_dropped_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines counter in {metrics}"))
+}
+
+/// A log pipe that is closed, or full and never read, costs log lines (counted) but never a
+/// webhook's answer or a clean stop on SIGTERM.
+#[tokio::test]
+async fn a_broken_or_stalled_log_pipe_loses_lines_not_webhooks() {
+    for mode in [Stderr::Closed, Stderr::Unread] {
+        let (mut child, port, release) = start_with_stderr(mode);
+        eso_refresher::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/webhook");
+        let body = r#"[{"event_id": 7, "event_type": "static-secret-updated",
+            "item_name": "/prod/payments/db-password", "item_id": 2}]"#;
+        let mut answered = 0;
+        let mut dropped = 0;
+        // Until lines are lost (the pipe and the writer's queue full, when unread), and on.
+        while answered < 2000 && (dropped == 0 || answered % 100 != 0) {
+            let response = http
+                .post(&url)
+                .basic_auth("hook", Some("pw"))
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?}: webhook {answered} not answered: {e}"));
+            assert_eq!(response.status(), 200, "{mode:?}");
+            answered += 1;
+            if answered % 50 == 0 {
+                dropped = dropped_log_lines(&http, port).await;
+            }
+        }
+        assert!(
+            dropped > 0,
+            "{mode:?}: lost lines counted after {answered} webhooks"
+        );
+
+        let stopping = std::time::Instant::now();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.0.id().to_string())
+            .status();
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            if stopping.elapsed() > std::time::Duration::from_secs(20) {
+                panic!("{mode:?}: still running 20 s after SIGTERM");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(
+            status.success(),
+            "{mode:?}: clean exit on SIGTERM: {status}"
+        );
+        drop(release);
+    }
+}
+
 #[test]
 fn previews_an_event_against_a_list_on_standard_input() {
     use std::io::Write;
