@@ -96,22 +96,27 @@ impl Trail {
     }
 }
 
-/// `items` as one line, the first [`LOGGED_ITEMS`] of them and how many more.
-fn listed<T: std::fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> String {
+/// `items` as one line, the first [`LOGGED_ITEMS`] of them and how many more; none when empty
+/// (the field is left out of the line).
+fn listed<T: std::fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> Option<String> {
     let count = items.len();
+    if count == 0 {
+        return None;
+    }
     let mut line: Vec<String> = items.take(LOGGED_ITEMS).map(|i| i.to_string()).collect();
     if count > LOGGED_ITEMS {
         line.push(format!("… (+{} more)", count - LOGGED_ITEMS));
     }
-    line.join(", ")
+    Some(line.join(", "))
 }
 
-/// Answers, and logs one line about the webhook, whatever its outcome.
+/// Answers, and logs one line about the webhook, whatever its outcome. What is unknown or
+/// empty is left out of the line.
 fn respond(outcome: Result<Answer, ApiError>, trail: &Trail) -> HttpResponse {
-    let client = trail.client.map(|ip| ip.to_string()).unwrap_or_default();
-    let (route, scheme) = (trail.route.as_str(), trail.scheme.unwrap_or_default());
-    let principal = trail.principal.as_deref().unwrap_or_default();
-    let sender = trail.sender.unwrap_or_default();
+    let client = trail.client.map(tracing::field::display);
+    let (route, scheme) = (trail.route.as_str(), trail.scheme);
+    let principal = trail.principal.as_deref();
+    let sender = trail.sender;
     match outcome {
         Ok(Answer::Reply(reply)) => {
             tracing::info!(
@@ -203,19 +208,19 @@ async fn handle(
         });
     }
     let route = provider.map(Provider::name);
-    let shown = client.map(|ip| ip.to_string()).unwrap_or_default();
     let refused = |refusal: Refusal| {
         // Counted either way: tokens that need the (unreachable) key set must not be a free
         // way to make the server fetch, or to guess.
         if let Some(ip) = client {
             state.throttle.failed(ip);
         }
+        let shown = client.map(tracing::field::display);
         if refusal.is_unavailable() {
-            tracing::warn!(route = route.unwrap_or("webhook"), client = %shown, reasons = %refusal, "webhook credentials could not be checked");
+            tracing::warn!(route = route.unwrap_or("webhook"), client = shown, reasons = %refusal, "webhook credentials could not be checked");
             return ApiError::AuthUnavailable;
         }
         state.metrics.auth_failures.inc();
-        tracing::info!(route = route.unwrap_or("webhook"), client = %shown, reasons = %refusal, "webhook authentication failed");
+        tracing::info!(route = route.unwrap_or("webhook"), client = shown, reasons = %refusal, "webhook authentication failed");
         ApiError::Unauthorized {
             challenge: refusal.challenge,
         }

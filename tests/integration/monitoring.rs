@@ -218,6 +218,10 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
             "EsoRefresherUnmatchableRules",
             "eso_refresher_unmatchable_rules",
         ),
+        (
+            "EsoRefresherLogLinesDropped",
+            "eso_refresher_log_lines_dropped_total",
+        ),
     ] {
         let (_, expr) = alerts
             .iter()
