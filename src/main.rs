@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         // clap prints itself.
         Err(error) => match config::ConfigError::from_clap(&error) {
             Some(error) => {
-                eprintln!("eso-refresher: {error}");
+                complain(&error);
                 return ExitCode::FAILURE;
             }
             None => error.exit(),
@@ -81,14 +81,14 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("eso-refresher: {error}");
+                complain(&error);
                 ExitCode::FAILURE
             }
         };
     }
     if let Some(Command::Preview(args)) = &cli.command {
         // Warnings (an ExternalSecret only partly understood) on stderr, beside the answer.
-        let _logs = telemetry::init(config::LogFormat::Text);
+        let logs = telemetry::init(config::LogFormat::Text);
         let answer = match runtime() {
             Ok(runtime) => runtime
                 .block_on(preview::run(args))
@@ -101,7 +101,9 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("eso-refresher preview: {error}");
+                if logs.stop() {
+                    let _ = writeln!(std::io::stderr(), "eso-refresher preview: {error}");
+                }
                 ExitCode::FAILURE
             }
         };
@@ -109,7 +111,7 @@ fn main() -> ExitCode {
     let (config, warnings) = match cli.settings.into_config() {
         Ok(read) => read,
         Err(error) => {
-            eprintln!("eso-refresher: {error}");
+            complain(&error);
             return ExitCode::FAILURE;
         }
     };
@@ -121,13 +123,19 @@ fn main() -> ExitCode {
     let outcome = runtime().and_then(|runtime| runtime.block_on(run(config, cli.manifests)));
     if let Err(error) = outcome {
         tracing::error!(%error, "stopped");
-        // The log line goes out before the plain one.
-        drop(logs);
-        // Not `eprintln!`, which panics when stderr is closed.
-        let _ = writeln!(std::io::stderr(), "eso-refresher: {error}");
+        // The log line goes out before the plain one, which is left out when stderr is stuck.
+        if logs.stop() {
+            complain(&error);
+        }
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// One plain line on stderr, `eso-refresher: <what>`; nothing when stderr is closed (where
+/// `eprintln!` would panic).
+fn complain(what: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "eso-refresher: {what}");
 }
 
 /// The runtime the service and the preview run on, built after the log writer so that it

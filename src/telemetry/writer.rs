@@ -22,10 +22,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Queue {
     lines: Vec<u8>,
+    /// Bytes ever queued, and ever taken by the writing thread and written (or lost).
+    queued: u64,
+    done: u64,
     /// The writing thread waits for the first line: whoever queues it wakes it.
     waiting: bool,
-    /// The writing thread is writing lines taken from the queue.
-    writing: bool,
     stopping: bool,
 }
 
@@ -98,24 +99,37 @@ fn write_queued(shared: &Shared, mut out: impl Write) {
                 return;
             }
             std::mem::swap(&mut batch, &mut queue.lines);
-            queue.writing = true;
         }
-        // A broken stderr loses the lines: counted, nothing else can be done with them.
-        if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
-            let lines = batch.iter().filter(|&&b| b == b'\n').count();
-            shared.dropped.inc_by(lines as u64);
-        }
-        batch.clear();
+        let lost = write_out(&mut out, &batch);
+        shared.dropped.inc_by(lost);
         let stopping = {
             let mut queue = shared.lock();
-            queue.writing = false;
+            queue.done += batch.len() as u64;
             queue.stopping
         };
+        batch.clear();
         shared.written.notify_all();
         if !stopping {
             std::thread::sleep(LINGER);
         }
     }
+}
+
+/// Writes `batch` whole, retrying where a write may be retried (interrupted, or an output
+/// that would block); returns how many lines could not be written (a line cut short counted).
+fn write_out(out: &mut impl Write, batch: &[u8]) -> u64 {
+    let mut written = 0;
+    while written < batch.len() {
+        match out.write(&batch[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(LINGER),
+            Err(_) => break,
+        }
+    }
+    let _ = out.flush();
+    batch[written..].iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 impl QueuedWriter {
@@ -128,6 +142,7 @@ impl QueuedWriter {
             return;
         }
         queue.lines.extend_from_slice(line);
+        queue.queued += line.len() as u64;
         let wake = std::mem::take(&mut queue.waiting);
         drop(queue);
         if wake {
@@ -135,11 +150,13 @@ impl QueuedWriter {
         }
     }
 
-    /// Waits until every line queued so far is written, or for the stop timeout at most.
+    /// Waits until every line queued so far is written (lines queued meanwhile are not waited
+    /// for), or for the stop timeout at most.
     pub fn wait_written(&self) {
         let deadline = Instant::now() + STOP_TIMEOUT;
         let mut queue = self.shared.lock();
-        while !queue.lines.is_empty() || queue.writing {
+        let target = queue.queued;
+        while queue.done < target {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
@@ -182,11 +199,23 @@ impl<'a> MakeWriter<'a> for QueuedWriter {
     }
 }
 
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
+impl WriterGuard {
+    /// Stops the writing thread once every line queued before is written; false when that
+    /// takes longer than the stop timeout (the output is stuck).
+    pub fn stop(self) -> bool {
         self.shared.lock().stopping = true;
         self.shared.wake.notify_one();
-        let _ = self.done.recv_timeout(STOP_TIMEOUT);
+        self.done.recv_timeout(STOP_TIMEOUT).is_ok()
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let stopping = std::mem::replace(&mut self.shared.lock().stopping, true);
+        if !stopping {
+            self.shared.wake.notify_one();
+            let _ = self.done.recv_timeout(STOP_TIMEOUT);
+        }
     }
 }
 
@@ -313,5 +342,60 @@ mod tests {
         writer.flush().unwrap();
         assert_eq!(writer.dropped(), 10);
         drop(guard);
+    }
+
+    /// An output that takes `room` bytes, a few at a time and once refusing with WouldBlock,
+    /// then fails.
+    struct Cramped {
+        taken: Vec<u8>,
+        room: usize,
+        refused_once: bool,
+    }
+
+    impl Write for Cramped {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if !self.refused_once {
+                self.refused_once = true;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = bytes.len().min(3).min(self.room);
+            if n == 0 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.room -= n;
+            self.taken.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_the_lines_not_written_whole_are_counted_lost() {
+        let mut out = Cramped {
+            taken: Vec::new(),
+            room: 9,
+            refused_once: false,
+        };
+        // The first two lines fit, the third is cut short, the fourth never starts.
+        let lost = write_out(&mut out, b"one\ntwo\nthree\nfour\n");
+        assert_eq!(out.taken, b"one\ntwo\nt");
+        assert_eq!(lost, 2);
+    }
+
+    #[test]
+    fn stopping_reports_a_stuck_output() {
+        let output = Output::default();
+        let stuck = output.blocked.lock().unwrap();
+        let (mut writer, guard) = queued(output.clone(), Counter::default());
+        writer.write_all(b"never written in time\n").unwrap();
+        // The writing thread takes the line and blocks on the output.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!guard.stop(), "stuck");
+        drop(stuck);
+        let (mut writer, guard) = queued(output.clone(), Counter::default());
+        writer.write_all(b"written\n").unwrap();
+        assert!(guard.stop(), "written before the timeout");
     }
 }
