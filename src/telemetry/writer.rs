@@ -203,7 +203,14 @@ impl WriterGuard {
     /// Stops the writing thread once every line queued before is written; false when that
     /// takes longer than the stop timeout (the output is stuck).
     pub fn stop(self) -> bool {
-        self.shared.lock().stopping = true;
+        self.finish()
+    }
+
+    /// What [`WriterGuard::stop`] does; once only (a drop after a stop waits no more).
+    fn finish(&self) -> bool {
+        if std::mem::replace(&mut self.shared.lock().stopping, true) {
+            return false;
+        }
         self.shared.wake.notify_one();
         self.done.recv_timeout(STOP_TIMEOUT).is_ok()
     }
@@ -211,11 +218,7 @@ impl WriterGuard {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        let stopping = std::mem::replace(&mut self.shared.lock().stopping, true);
-        if !stopping {
-            self.shared.wake.notify_one();
-            let _ = self.done.recv_timeout(STOP_TIMEOUT);
-        }
+        self.finish();
     }
 }
 

@@ -100,29 +100,44 @@ fn prints_rbac_for_the_configured_scope() {
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("WATCH_NAMESPACES"));
 }
 
+/// The basic-auth password of the services these tests start.
+const PASSWORD: &str = "Pa55-NEVER-LOGGED";
+
+/// The binary on a free port in manifests mode, user `hook`, with JSON logs at `level` on a
+/// stderr pipe.
+fn json_logged(level: &str) -> Command {
+    let mut command = binary();
+    command
+        .env("BASIC_AUTH_USER", "hook")
+        .env("BASIC_AUTH_PASSWORD", PASSWORD)
+        .env("HTTP_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", level)
+        .arg("--manifests")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests"))
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// The port a "listening" log line names.
+fn listening_port(line: &str) -> Option<u16> {
+    let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+    (entry["message"] == "listening").then(|| entry["port"].as_u64().unwrap_or_default() as u16)
+}
+
 /// Starts the binary on a free port in manifests mode with JSON logs at debug level.
 fn start_logged(
     extra: &[(&str, &str)],
 ) -> (std::process::Child, u16, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
-    let mut command = binary();
+    let mut command = json_logged("debug");
     command
-        .env("BASIC_AUTH_USER", "hook")
-        .env("BASIC_AUTH_PASSWORD", "Pa55-NEVER-LOGGED")
-        .env("HTTP_PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
         .env("ENABLE_CACHE_BUSTER", "true")
         .env("CACHE_BUSTER_WAIT_INTERVAL", "100ms");
     for (name, value) in extra {
         command.env(name, value);
     }
-    let mut child = command
-        .arg("--manifests")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -139,9 +154,9 @@ fn start_logged(
         let line = received
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("a log line");
-        let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if entry["message"] == "listening" {
-            break entry["port"].as_u64().unwrap() as u16;
+        serde_json::from_str::<serde_json::Value>(&line).expect("JSON log line");
+        if let Some(port) = listening_port(&line) {
+            break port;
         }
     };
     (child, port, received)
@@ -165,7 +180,7 @@ async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
     assert_eq!(wrong.status(), 401);
     let right = http
         .post(&url)
-        .basic_auth("hook", Some("Pa55-NEVER-LOGGED"))
+        .basic_auth("hook", Some(PASSWORD))
         .body(body.to_string())
         .send()
         .await
@@ -220,7 +235,7 @@ async fn logs_are_json_with_one_line_per_webhook_and_no_secrets() {
             }
         }
         for secret in [
-            "Pa55-NEVER-LOGGED",
+            PASSWORD,
             "WRONG-GUESS-NEVER-LOGGED",
             "TOPSECRET-PAYLOAD-VALUE",
         ] {
@@ -261,17 +276,9 @@ enum Stderr {
 /// or stops reading it; the stderr pipe stays open until `release` is dropped.
 fn start_with_stderr(mode: Stderr) -> (Killed, u16, std::sync::mpsc::Sender<()>) {
     use std::io::BufRead;
-    let mut child = binary()
-        .env("BASIC_AUTH_USER", "hook")
-        .env("BASIC_AUTH_PASSWORD", "pw")
-        .env("HTTP_PORT", "0")
-        .env("LOG_FORMAT", "json")
-        // Many lines a webhook, to fill the pipe and the writer's queue quickly.
-        .env("RUST_LOG", "trace")
-        .arg("--manifests")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/manifests"))
+    // Many lines a webhook, to fill the pipe and the writer's queue quickly.
+    let mut child = json_logged("trace")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
@@ -282,9 +289,8 @@ fn start_with_stderr(mode: Stderr) -> (Killed, u16, std::sync::mpsc::Sender<()>)
         let mut reader = std::io::BufReader::new(stderr);
         let mut line = String::new();
         while reader.read_line(&mut line).is_ok_and(|read| read > 0) {
-            let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if entry["message"] == "listening" {
-                let _ = ports.send(entry["port"].as_u64().unwrap_or_default() as u16);
+            if let Some(listening) = listening_port(&line) {
+                let _ = ports.send(listening);
                 break;
             }
             line.clear();
@@ -350,7 +356,7 @@ async fn a_broken_or_stalled_log_pipe_loses_lines_not_webhooks() {
         {
             let response = http
                 .post(&url)
-                .basic_auth("hook", Some("pw"))
+                .basic_auth("hook", Some(PASSWORD))
                 .body(body)
                 .send()
                 .await
