@@ -1,5 +1,6 @@
 //! Telemetry: logging (`RUST_LOG` picks what is logged, `LOG_FORMAT` how) and metrics.
 
+mod json;
 pub mod metrics;
 mod writer;
 
@@ -49,7 +50,10 @@ pub fn init(format: LogFormat) -> LogGuard {
         .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests start several servers) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(json::JsonLines::new())
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
     LogGuard { writer: guard }
