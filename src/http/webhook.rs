@@ -240,7 +240,7 @@ async fn handle(
         .map_err(|_| ApiError::RequestTimeout)?
         .map_err(|_| ApiError::PayloadTooLarge { limit })?
         .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-    let caller = match before_body {
+    let mut caller = match before_body {
         BeforeBody::Accepted(caller) => caller,
         BeforeBody::NeedsBody(so_far) => state
             .auth
@@ -248,7 +248,7 @@ async fn handle(
             .map_err(refused)?,
     };
     trail.scheme = Some(caller.scheme.name());
-    trail.principal = principal(request, caller.scheme);
+    trail.principal = caller.principal.take();
     let body = encoding::decoded(coding, body, limit).await?;
     let header = |name: &str| {
         request
@@ -302,14 +302,4 @@ async fn handle(
     report.events += notification.ignored.len();
     report.ignored = notification.ignored;
     Ok(Answer::Report(report))
-}
-
-/// Who an accepted request's scheme names: the basic-auth user, or the client certificate's
-/// subject. Never a password, token or signature.
-fn principal(request: &HttpRequest, scheme: crate::config::Scheme) -> Option<String> {
-    match scheme {
-        crate::config::Scheme::Basic => super::auth::basic_user(request),
-        crate::config::Scheme::ClientCert => super::auth::client_cert::subject(request),
-        _ => None,
-    }
 }

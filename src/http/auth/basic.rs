@@ -34,7 +34,8 @@ impl BasicCredentials {
         }
     }
 
-    pub fn verify(&self, request: &HttpRequest) -> Result<(), Rejection> {
+    /// The user, when the request's credentials are one of the pairs.
+    pub fn verify(&self, request: &HttpRequest) -> Result<String, Rejection> {
         // Two Authorization headers are ambiguous: single_header refuses rather than pick one.
         let Some(value) = single_header(request, actix_web::http::header::AUTHORIZATION)? else {
             return Err(Rejection::Missing);
@@ -53,15 +54,9 @@ impl BasicCredentials {
             self.pairs
                 .iter()
                 .map(|(u, p)| user.ct_eq(u) & password.ct_eq(p)),
-        )
+        )?;
+        Ok(basic.user_id().to_string())
     }
-}
-
-/// The user a basic `Authorization` header names, as the scheme reads it: for the log of a
-/// request the scheme accepted. Never the password.
-pub fn user(request: &HttpRequest) -> Option<String> {
-    let header = Authorization::<Basic>::parse(request).ok()?;
-    Some(header.as_ref().user_id().to_string())
 }
 
 #[cfg(test)]
@@ -101,7 +96,10 @@ mod tests {
     fn accepts_every_configured_pair() {
         let credentials = credentials();
         for valid in ["hook:p:ss", "hook:rotated"] {
-            assert_eq!(credentials.verify(&request(&[&basic(valid)])), Ok(()));
+            assert_eq!(
+                credentials.verify(&request(&[&basic(valid)])),
+                Ok("hook".to_owned())
+            );
         }
     }
 

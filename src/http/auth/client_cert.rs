@@ -118,7 +118,8 @@ impl ClientCertificates {
         }
     }
 
-    pub fn verify(&self, request: &HttpRequest) -> Result<(), Rejection> {
+    /// The certificate's first common name (or DNS name), when it is accepted.
+    pub fn verify(&self, request: &HttpRequest) -> Result<Option<String>, Rejection> {
         let certificates = request.conn_data::<PeerCertificates>();
         let Some((end_entity, intermediates)) = certificates.and_then(|c| c.0.split_first()) else {
             return Err(Rejection::Missing);
@@ -127,15 +128,14 @@ impl ClientCertificates {
         verifier
             .verify_client_cert(end_entity, intermediates, UnixTime::now())
             .map_err(rejection)?;
-        if self.subjects.is_empty() {
-            return Ok(());
+        let names = subject_names(end_entity);
+        if !self.subjects.is_empty() {
+            let names = names.as_ref().ok_or(Rejection::Malformed)?;
+            if !names.iter().any(|name| self.subjects.contains(name)) {
+                return Err(Rejection::WrongSubject);
+            }
         }
-        let names = subject_names(end_entity).ok_or(Rejection::Malformed)?;
-        if names.iter().any(|name| self.subjects.contains(name)) {
-            Ok(())
-        } else {
-            Err(Rejection::WrongSubject)
-        }
+        Ok(names.and_then(|names| names.into_iter().next()))
     }
 }
 
@@ -150,12 +150,6 @@ fn rejection(error: rustls::Error) -> Rejection {
         rustls::Error::InvalidCertificate(CertificateError::BadEncoding) => Rejection::Malformed,
         _ => Rejection::Untrusted,
     }
-}
-
-/// The first common name (or DNS name) of the certificate a request's connection showed.
-pub fn subject(request: &HttpRequest) -> Option<String> {
-    let certificates = request.conn_data::<PeerCertificates>()?;
-    subject_names(certificates.0.first()?)?.into_iter().next()
 }
 
 /// The subject's common names and the DNS names among the subject alternative names.

@@ -19,7 +19,7 @@ use actix_web::http::header::HeaderName;
 
 use crate::config::{AuthSettings, Scheme};
 
-pub use basic::{BasicCredentials, user as basic_user};
+pub use basic::BasicCredentials;
 pub use bearer::BearerTokens;
 pub use client_cert::ClientCertificates;
 pub use hmac::{DopplerSignature, InfisicalSignature, TimestampSignature};
@@ -76,6 +76,9 @@ pub struct Caller {
     pub scheme: Scheme,
     /// `Some`: only ExternalSecrets in these namespaces (a JWT's namespaces claim).
     pub namespaces: Option<BTreeSet<String>>,
+    /// Who the scheme names: the basic-auth user, or the client certificate's subject. Never a
+    /// password, token or signature.
+    pub principal: Option<String>,
 }
 
 impl Caller {
@@ -83,6 +86,7 @@ impl Caller {
         Caller {
             scheme,
             namespaces: None,
+            principal: None,
         }
     }
 }
@@ -203,16 +207,23 @@ impl Authenticator {
         let mut rejections = Vec::new();
         let mut signed = false;
         for &scheme in self.schemes(route) {
+            let named = |principal: Option<String>| Caller {
+                principal,
+                ..Caller::unrestricted(scheme)
+            };
             let outcome = match scheme {
-                Scheme::Basic => self.basic.verify(request).map(|()| None),
-                Scheme::Bearer => self.bearer.verify(request).map(|()| None),
-                Scheme::ClientCert => self.client_cert.verify(request).map(|()| None),
+                Scheme::Basic => self.basic.verify(request).map(|user| named(Some(user))),
+                Scheme::Bearer => self.bearer.verify(request).map(|()| named(None)),
+                Scheme::ClientCert => self.client_cert.verify(request).map(named),
                 Scheme::Jwt => match &self.jwt {
-                    Some(jwt) => jwt.verify(request).map(Some),
+                    Some(jwt) => jwt.verify(request).map(|namespaces| Caller {
+                        namespaces,
+                        ..named(None)
+                    }),
                     None => Err(Rejection::KeysUnavailable),
                 },
                 Scheme::Jwks => match &self.jwks {
-                    Some(jwks) => jwks.verify(request).await.map(|()| None),
+                    Some(jwks) => jwks.verify(request).await.map(|()| named(None)),
                     None => Err(Rejection::KeysUnavailable),
                 },
                 Scheme::HmacDoppler | Scheme::HmacInfisical | Scheme::Hmac => {
@@ -229,12 +240,7 @@ impl Authenticator {
                 }
             };
             match outcome {
-                Ok(namespaces) => {
-                    return Ok(BeforeBody::Accepted(Caller {
-                        scheme,
-                        namespaces: namespaces.flatten(),
-                    }));
-                }
+                Ok(caller) => return Ok(BeforeBody::Accepted(caller)),
                 Err(rejection) => rejections.push((scheme, rejection)),
             }
         }
@@ -371,7 +377,8 @@ mod tests {
             accepted,
             Ok(BeforeBody::Accepted(Caller {
                 scheme: Scheme::Bearer,
-                namespaces: None
+                namespaces: None,
+                principal: None
             }))
         ));
         let refused = run(auth.before_body(&bearer, None)).err().expect("refused");
