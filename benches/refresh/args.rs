@@ -39,7 +39,7 @@ struct Args {
     /// Namespaces the ExternalSecrets are spread over [default: 100]
     #[arg(long)]
     namespaces: Option<usize>,
-    /// Seconds per saturation phase [default: 3]
+    /// Seconds per saturation phase (3 pairs of phases per run) [default: 2]
     #[arg(long)]
     seconds: Option<f64>,
     /// Connections of the saturation phases [default: 32]
@@ -78,7 +78,7 @@ impl Options {
             sizes: vec![1_000, 10_000, 100_000],
             runs: 5,
             namespaces: 100,
-            seconds: 3.0,
+            seconds: 2.0,
             connections: 32,
             webhooks: 500,
             fanout_webhooks: 100,

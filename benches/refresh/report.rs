@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::args::Options;
 use crate::requests::show_verbs;
-use crate::run::Run;
+use crate::run::{Run, SATURATION_PAIRS};
 use crate::stats::Latency;
 
 /// The median of `values` (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> f64 {
+pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -112,17 +112,25 @@ pub fn report(options: &Options, results: &[(usize, Vec<Run>)], idle: &[Run]) {
     }
 
     println!(
-        "\n### Saturation, eso-refresher ({} keep-alive connections, {} s per phase, in-tree client)\n",
-        options.connections, options.seconds
+        "\n### Saturation, eso-refresher ({} keep-alive connections, {} pairs of {} s phases per run, in-tree client, JSON logs at info)\n",
+        options.connections, SATURATION_PAIRS, options.seconds
     );
-    println!("| N | GET /healthz (req/s) | authenticated no-match POST /webhook (req/s) | ratio |");
-    println!("|---|---|---|---|");
+    println!(
+        "| N | GET /healthz (req/s) | authenticated no-match POST /webhook (req/s) | ratio (median of the pairs') | lowest pair ratio |"
+    );
+    println!("|---|---|---|---|---|");
     for (n, runs) in results {
-        let healthz = med(runs, |r| r.healthz_rps);
-        let hooks = med(runs, |r| r.no_match_rps);
+        let healthz = med(runs, |r| r.saturation.healthz_rps);
+        let hooks = med(runs, |r| r.saturation.no_match_rps);
+        let ratio = med(runs, |r| r.saturation.ratio);
+        let lowest = runs
+            .iter()
+            .map(|r| r.saturation.lowest_ratio)
+            .fold(f64::INFINITY, f64::min);
         println!(
-            "| {n} | {healthz:.0} | {hooks:.0} | {:.0}% |",
-            100.0 * hooks / healthz
+            "| {n} | {healthz:.0} | {hooks:.0} | {:.0}% | {:.0}% |",
+            100.0 * ratio,
+            100.0 * lowest
         );
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::args::Options;
 use crate::client::{AKEYLESS, measure_webhooks, raw_request, saturate};
 use crate::original::{measure_original, original_webhook};
+use crate::report::median;
 use crate::requests::{Phase, verb, with_requests};
 use crate::service::Service;
 use crate::stats::{Latency, ms};
@@ -28,12 +29,46 @@ pub struct Run {
     pub fanout: Phase,
     pub no_match: Latency,
     pub api_requests_no_match: usize,
-    pub healthz_rps: f64,
-    pub no_match_rps: f64,
+    pub saturation: Saturation,
     /// The same through the re-implementation of the original tool.
     pub original_one: Phase,
     pub original_fanout: Phase,
     pub original_no_match: Phase,
+}
+
+/// Saturation phases per run: `/healthz`, then the no-match webhook, this many times.
+pub const SATURATION_PAIRS: usize = 3;
+
+/// `/healthz` against the authenticated no-match webhook, each saturated in turn.
+#[derive(Default)]
+pub struct Saturation {
+    /// The median rate of each (requests per second) over the pairs.
+    pub healthz_rps: f64,
+    pub no_match_rps: f64,
+    /// The median, and the lowest, of the pairs' ratios (webhook / healthz): the two phases of
+    /// a pair share the machine's load of the moment, which moves the rates of a whole pair.
+    pub ratio: f64,
+    pub lowest_ratio: f64,
+}
+
+async fn saturation(port: u16, options: &Options) -> Saturation {
+    let healthz = raw_request("GET", "/healthz", port, false, "");
+    let body = akeyless_body_without_id("/bench/none/saturation");
+    let webhook = raw_request("POST", "/webhook", port, true, &body);
+    let (mut healthz_rps, mut no_match_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..SATURATION_PAIRS {
+        let h = saturate(port, healthz.clone(), options.connections, options.seconds).await;
+        let w = saturate(port, webhook.clone(), options.connections, options.seconds).await;
+        healthz_rps.push(h);
+        no_match_rps.push(w);
+        ratios.push(w / h);
+    }
+    Saturation {
+        healthz_rps: median(&healthz_rps),
+        no_match_rps: median(&no_match_rps),
+        ratio: median(&ratios),
+        lowest_ratio: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+    }
 }
 
 /// The service started with `kubeconfig` and ready with `expected` ExternalSecrets indexed; a
@@ -125,22 +160,7 @@ pub async fn for_size(options: &Options, n: usize, dir: &Path, http: &reqwest::C
             )
             .await;
 
-            let port = service.port;
-            r.healthz_rps = saturate(
-                port,
-                raw_request("GET", "/healthz", port, false, ""),
-                options.connections,
-                options.seconds,
-            )
-            .await;
-            let body = akeyless_body_without_id("/bench/none/saturation");
-            r.no_match_rps = saturate(
-                port,
-                raw_request("POST", "/webhook", port, true, &body),
-                options.connections,
-                options.seconds,
-            )
-            .await;
+            r.saturation = saturation(service.port, options).await;
             // Events about the previous phase's refreshes may still trickle in: not counted.
             r.api_requests_no_match = fake
                 .request_summaries_since(mark)
@@ -178,8 +198,8 @@ pub async fn for_size(options: &Options, n: usize, dir: &Path, http: &reqwest::C
             r.one.latency.last_write.p50,
             r.one.latency.last_write.p99,
             r.fanout.latency.last_write.p99,
-            r.healthz_rps,
-            r.no_match_rps,
+            r.saturation.healthz_rps,
+            r.saturation.no_match_rps,
             r.original_one.latency.round_trip.p50,
         );
         runs.push(r);

@@ -65,7 +65,9 @@ impl Service {
             .env("BASIC_AUTH_USER", USER)
             .env("BASIC_AUTH_PASSWORD", PASSWORD)
             .env("HTTP_PORT", port.to_string())
+            // Logged as configs/settings.env ships it.
             .env("RUST_LOG", "info")
+            .env("LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
