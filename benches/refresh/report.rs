@@ -116,9 +116,9 @@ pub fn report(options: &Options, results: &[(usize, Vec<Run>)], idle: &[Run]) {
         options.connections, SATURATION_PAIRS, options.seconds
     );
     println!(
-        "| N | GET /healthz (req/s) | authenticated no-match POST /webhook (req/s) | ratio (median of the pairs') | lowest pair ratio |"
+        "| N | GET /healthz (req/s) | authenticated no-match POST /webhook (req/s) | ratio (median of the pairs') | lowest pair ratio | service CPU per request, healthz / no-match (µs) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (n, runs) in results {
         let healthz = med(runs, |r| r.saturation.healthz_rps);
         let hooks = med(runs, |r| r.saturation.no_match_rps);
@@ -128,9 +128,11 @@ pub fn report(options: &Options, results: &[(usize, Vec<Run>)], idle: &[Run]) {
             .map(|r| r.saturation.lowest_ratio)
             .fold(f64::INFINITY, f64::min);
         println!(
-            "| {n} | {healthz:.0} | {hooks:.0} | {:.0}% | {:.0}% |",
+            "| {n} | {healthz:.0} | {hooks:.0} | {:.0}% | {:.0}% | {:.1} / {:.1} |",
             100.0 * ratio,
-            100.0 * lowest
+            100.0 * lowest,
+            med(runs, |r| r.saturation.healthz_cpu_us),
+            med(runs, |r| r.saturation.no_match_cpu_us),
         );
     }
 

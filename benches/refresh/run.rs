@@ -49,25 +49,44 @@ pub struct Saturation {
     /// a pair share the machine's load of the moment, which moves the rates of a whole pair.
     pub ratio: f64,
     pub lowest_ratio: f64,
+    /// The service's CPU time per request answered (µs, median over the pairs), which the
+    /// client's own share of the cores does not move.
+    pub healthz_cpu_us: f64,
+    pub no_match_cpu_us: f64,
 }
 
-async fn saturation(port: u16, options: &Options) -> Saturation {
+async fn saturation(service: &Service, options: &Options) -> Saturation {
+    let port = service.port;
     let healthz = raw_request("GET", "/healthz", port, false, "");
     let body = akeyless_body_without_id("/bench/none/saturation");
     let webhook = raw_request("POST", "/webhook", port, true, &body);
-    let (mut healthz_rps, mut no_match_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // One phase: the rate, and the service's CPU time per request answered.
+    let phase = async |request: &Vec<u8>| {
+        let cpu = service.cpu_seconds();
+        let saturated = saturate(port, request.clone(), options.connections, options.seconds).await;
+        let cpu = service.cpu_seconds() - cpu;
+        [saturated.rate, 1e6 * cpu / saturated.answered as f64]
+    };
+    let mut healthz_phases = Vec::new();
+    let mut webhook_phases = Vec::new();
     for _ in 0..SATURATION_PAIRS {
-        let h = saturate(port, healthz.clone(), options.connections, options.seconds).await;
-        let w = saturate(port, webhook.clone(), options.connections, options.seconds).await;
-        healthz_rps.push(h);
-        no_match_rps.push(w);
-        ratios.push(w / h);
+        healthz_phases.push(phase(&healthz).await);
+        webhook_phases.push(phase(&webhook).await);
     }
+    let figure =
+        |phases: &[[f64; 2]], k: usize| median(&phases.iter().map(|p| p[k]).collect::<Vec<_>>());
+    let ratios: Vec<f64> = healthz_phases
+        .iter()
+        .zip(&webhook_phases)
+        .map(|(h, w)| w[0] / h[0])
+        .collect();
     Saturation {
-        healthz_rps: median(&healthz_rps),
-        no_match_rps: median(&no_match_rps),
+        healthz_rps: figure(&healthz_phases, 0),
+        no_match_rps: figure(&webhook_phases, 0),
         ratio: median(&ratios),
         lowest_ratio: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        healthz_cpu_us: figure(&healthz_phases, 1),
+        no_match_cpu_us: figure(&webhook_phases, 1),
     }
 }
 
@@ -160,7 +179,7 @@ pub async fn for_size(options: &Options, n: usize, dir: &Path, http: &reqwest::C
             )
             .await;
 
-            r.saturation = saturation(service.port, options).await;
+            r.saturation = saturation(&service, options).await;
             // Events about the previous phase's refreshes may still trickle in: not counted.
             r.api_requests_no_match = fake
                 .request_summaries_since(mark)

@@ -132,6 +132,19 @@ impl Service {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// The CPU time the service has used (user and system), in seconds; NaN off Linux.
+    pub fn cpu_seconds(&self) -> f64 {
+        #[cfg(target_os = "linux")]
+        {
+            let stat = procfs::process::Process::new(self.pid as i32).and_then(|p| p.stat());
+            stat.map_or(f64::NAN, |stat| {
+                (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        f64::NAN
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
