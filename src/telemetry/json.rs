@@ -1,14 +1,14 @@
 //! `LOG_FORMAT=json`: one JSON object per line, as tracing-subscriber's flattened JSON format
 //! writes it (`timestamp`, `level`, the event's fields with `message` first, `target`), at a
-//! quarter of its cost.
+//! fraction of its cost.
 //!
 //! tracing-subscriber serializes through an adaptor from `io::Write` to `fmt::Write` that checks
-//! every piece serde_json hands it for UTF-8 (each quote, key and value apart): ~2.6 µs for the
-//! webhook's audit line, the largest single cost of a webhook that matches nothing. Here
-//! serde_json writes the line into a byte buffer of the thread's own, handed over whole:
-//! ~0.7 µs. An event inside a span, or one that came from the `log` crate, is left to
-//! tracing-subscriber's formatter, which writes the span list and the log record's own target:
-//! the service logs neither on its request path.
+//! every piece serde_json hands it for UTF-8 (each quote, key and value apart): the webhook's
+//! audit line was the largest single cost of a webhook that matches nothing (BENCHMARKS.md,
+//! "The no-match rate as deployed"). Here serde_json writes the line into a byte buffer of the
+//! thread's own, handed over whole. An event inside a span, or one that came from the `log`
+//! crate, is left to tracing-subscriber's formatter, which writes the span list and the log
+//! record's own target: the service logs neither on its request path.
 
 use std::cell::RefCell;
 use std::fmt;
