@@ -55,6 +55,12 @@ pub struct Saturation {
     pub no_match_cpu_us: f64,
 }
 
+/// One saturation phase: requests per second, and the service's CPU time (µs) per request.
+struct PhaseFigures {
+    rate: f64,
+    cpu_us: f64,
+}
+
 async fn saturation(service: &Service, options: &Options) -> Saturation {
     let port = service.port;
     let healthz = raw_request("GET", "/healthz", port, false, "");
@@ -65,7 +71,10 @@ async fn saturation(service: &Service, options: &Options) -> Saturation {
         let cpu = service.cpu_seconds();
         let saturated = saturate(port, request.clone(), options.connections, options.seconds).await;
         let cpu = service.cpu_seconds() - cpu;
-        [saturated.rate, 1e6 * cpu / saturated.answered as f64]
+        PhaseFigures {
+            rate: saturated.rate,
+            cpu_us: 1e6 * cpu / saturated.answered as f64,
+        }
     };
     let mut healthz_phases = Vec::new();
     let mut webhook_phases = Vec::new();
@@ -73,20 +82,21 @@ async fn saturation(service: &Service, options: &Options) -> Saturation {
         healthz_phases.push(phase(&healthz).await);
         webhook_phases.push(phase(&webhook).await);
     }
-    let figure =
-        |phases: &[[f64; 2]], k: usize| median(&phases.iter().map(|p| p[k]).collect::<Vec<_>>());
+    let figure = |phases: &[PhaseFigures], f: fn(&PhaseFigures) -> f64| {
+        median(&phases.iter().map(f).collect::<Vec<_>>())
+    };
     let ratios: Vec<f64> = healthz_phases
         .iter()
         .zip(&webhook_phases)
-        .map(|(h, w)| w[0] / h[0])
+        .map(|(h, w)| w.rate / h.rate)
         .collect();
     Saturation {
-        healthz_rps: figure(&healthz_phases, 0),
-        no_match_rps: figure(&webhook_phases, 0),
+        healthz_rps: figure(&healthz_phases, |p| p.rate),
+        no_match_rps: figure(&webhook_phases, |p| p.rate),
         ratio: median(&ratios),
         lowest_ratio: ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        healthz_cpu_us: figure(&healthz_phases, 1),
-        no_match_cpu_us: figure(&webhook_phases, 1),
+        healthz_cpu_us: figure(&healthz_phases, |p| p.cpu_us),
+        no_match_cpu_us: figure(&webhook_phases, |p| p.cpu_us),
     }
 }
 
